@@ -1,0 +1,3 @@
+from callrec_desktop.cli import main
+
+raise SystemExit(main())
