@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Set up everything callrec-desktop needs on a Debian/Ubuntu machine, idempotently.
+#   scripts/setup.sh run    system audio library + Python venv with the app
+#   scripts/setup.sh test   also the virtual audio server, ffprobe/opusinfo and test tools
+# As root on Debian/Ubuntu it installs missing system packages with apt-get; otherwise it
+# prints the exact install line and stops.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mode="${1:-run}"
+cd "$here"
+
+pkgs=(libportaudio2)
+if [ "$mode" = test ]; then
+  pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins ffmpeg opus-tools)
+fi
+
+py="${PYTHON:-python3}"
+if ! command -v "$py" >/dev/null 2>&1; then
+  pkgs+=(python3 python3-venv)
+  py=python3
+elif ! "$py" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  pkgs+=(python3-venv)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing system packages. Install them with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+"$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
+  echo "setup: Python 3.11 or newer is needed ($py is $("$py" --version 2>&1))" >&2; exit 1; }
+
+venv="$here/.venv"
+extras="."
+[ "$mode" = test ] && extras=".[test]"
+stamp="$venv/.installed-$mode-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q -e "$extras"
+  touch "$stamp"
+fi
