@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import calendar
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from callrec_desktop.core.ids import InvalidIdError, validate_call_id
+from callrec_desktop.core.timeline import EndReason, EventSource, PauseReason
 
 SCHEMA_VERSION = 1
 RETENTION_MONTHS = 13
 CODECS = {"opus": ("ogg", "opus"), "flac": ("flac", "flac")}  # codec -> (container, file extension)
 STATUSES = ("recording", "complete")
-END_REASONS = ("hangup", "transferred", "interrupted", "error")
+END_REASONS = tuple(r.value for r in EndReason)  # hangup, transferred, interrupted, error
+PAUSE_REASONS = tuple(r.value for r in PauseReason)  # payment, agent_request
+EVENT_SOURCES = tuple(s.value for s in EventSource)  # agent, control_api, automatic, script, system
+DIRECTIONS = ("inbound", "outbound")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -56,10 +61,18 @@ def parse_iso_utc(text: str) -> datetime:
     return dt.astimezone(timezone.utc)
 
 
+def _to_ms_utc(when: datetime) -> datetime:
+    """``when`` in UTC, cut to whole milliseconds (what iso_utc writes)."""
+    utc = when.astimezone(timezone.utc)
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+
+
 def chunk_file_name(seq: int, codec: str) -> str:
     """The file name of chunk ``seq``: derived only from an integer and a known codec."""
-    if not isinstance(seq, int) or seq < 1 or seq > 999_999:
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1 or seq > 999_999:
         raise ValueError(f"chunk sequence out of range: {seq!r}")
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec: {codec!r} (expected one of {', '.join(CODECS)})")
     return f"{seq:06d}.{CODECS[codec][1]}"
 
 
@@ -96,6 +109,9 @@ class AudioFormat:
     def container(self) -> str:
         return CODECS[self.codec][0]
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channel_layout", tuple(self.channel_layout))
+
 
 @dataclass(frozen=True)
 class EndInfo:
@@ -126,6 +142,22 @@ class Manifest:
     app_version: str = ""
     recovered: bool = False
     retention: datetime | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        # Times are kept as they are written: aware, UTC, millisecond precision. Without this a
+        # manifest would not read back equal to itself (microseconds are not written), and a
+        # naive datetime would silently be taken as the PC's local time by iso_utc().
+        for name in ("started_at", "ended_at", "retention"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+                raise ManifestError(f"manifest: {name}: must be an aware datetime, got {value!r}")
+            object.__setattr__(self, name, _to_ms_utc(value))
+        if self.retention is None:  # fixed once, so it reads back equal
+            object.__setattr__(self, "retention", retention_until(self.started_at))
+        object.__setattr__(self, "chunks", tuple(self.chunks))
+        object.__setattr__(self, "pauses", tuple(self.pauses))
 
     @property
     def retention_until(self) -> datetime:
@@ -169,7 +201,10 @@ class Manifest:
         }
 
     def to_json(self) -> bytes:
-        return (json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        """The manifest as UTF-8 JSON. Refuses (ManifestError) to write what from_json would refuse."""
+        doc = self.to_dict()
+        self.from_dict(doc, f"manifest {self.call_id!r} being written")
+        return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes | str, where: str = "manifest") -> "Manifest":
@@ -195,21 +230,27 @@ class Manifest:
         codec = audio.choice("codec", tuple(CODECS))
         channels = audio.int("channels")
         if channels not in (1, 2):
-            raise ManifestError(f"{where}: audio.channels: must be 1 or 2, got {channels}")
+            raise audio._fail("channels", f"must be 1 or 2, got {channels}")
         layout = tuple(audio.list("channel_layout", str))
         if len(layout) != channels:
-            raise ManifestError(f"{where}: audio.channel_layout: {len(layout)} names for {channels} channels")
-        fmt = AudioFormat(codec, audio.int("sample_rate", minimum=1), channels, layout, audio.opt_int("bitrate"))
+            raise audio._fail("channel_layout", f"{len(layout)} names for {channels} channels")
+        container = audio.str("container")
+        if container != CODECS[codec][0]:
+            raise audio._fail("container", f"{container!r} does not match codec {codec} "
+                                           f"(expected {CODECS[codec][0]!r})")
+        fmt = AudioFormat(codec, audio.int("sample_rate", minimum=1), channels, layout,
+                          audio.opt_int("bitrate", minimum=1))
         chunks = []
         for i, c in enumerate(r.list("chunks", dict)):
             cr = _Reader(c, f"{where}: chunks[{i}]")
-            seq = cr.int("seq", minimum=1)
+            seq = cr.int("seq", minimum=1, maximum=999_999)
             sha = cr.str("sha256")
             if not _SHA256_RE.fullmatch(sha):
-                raise ManifestError(f"{where}: chunks[{i}].sha256: not a lowercase hex SHA-256")
+                raise cr._fail("sha256", "not a lowercase hex SHA-256")
             name = cr.str("name")
             if name != chunk_file_name(seq, codec):
-                raise ManifestError(f"{where}: chunks[{i}].name: {name!r} does not match seq {seq} and codec {codec}")
+                raise cr._fail("name", f"{name!r} does not match seq {seq} and codec {codec} "
+                                      f"(expected {chunk_file_name(seq, codec)!r})")
             chunks.append(ChunkEntry(seq, cr.int("first_frame", minimum=0), cr.int("frames", minimum=0),
                                      cr.int("bytes", minimum=0), sha, name))
         seqs = [c.seq for c in chunks]
@@ -219,28 +260,40 @@ class Manifest:
         for i, p in enumerate(r.list("pauses", dict)):
             pr = _Reader(p, f"{where}: pauses[{i}]")
             pauses.append(PauseEntry(
-                pr.choice("reason", ("payment", "agent_request")), pr.str("source"),
+                pr.choice("reason", PAUSE_REASONS), pr.choice("source", EVENT_SOURCES),
                 pr.int("offset_frames", minimum=0), pr.int("duration_frames", minimum=0),
-                pr.float("offset_seconds"), pr.float("wall_seconds"), pr.opt_str("end_source")))
+                pr.float("offset_seconds"), pr.float("wall_seconds"), pr.opt_choice("end_source", EVENT_SOURCES)))
         end = None
         if r.raw("end") is not None:
             er = r.sub("end")
-            end = EndInfo(er.choice("reason", END_REASONS), er.opt_str("source"), er.opt_str("department"))
-            if end.reason == "transferred" and not end.department:
-                raise ManifestError(f"{where}: end.department: a transferred call must name the department")
+            end = EndInfo(er.choice("reason", END_REASONS), er.opt_choice("source", EVENT_SOURCES),
+                          er.opt_str("department"))
+            if end.reason == "transferred" and not (end.department and end.department.strip()):
+                raise er._fail("department", "a transferred call must name the department")
         if status == "complete" and end is None:
             raise ManifestError(f"{where}: end: a complete manifest must say how the call ended")
         started = r.time("started_at")
+        ended = r.opt_time("ended_at")
+        if status == "complete" and ended is None:
+            raise ManifestError(f"{where}: ended_at: a complete manifest must say when the call ended")
+        if ended is not None and ended < started:
+            raise ManifestError(f"{where}: ended_at: {iso_utc(ended)} is before started_at {iso_utc(started)}")
+        frames = r.int("frames", minimum=0)
+        duration = r.float("duration_seconds")
+        if not math.isclose(duration, frames / fmt.sample_rate, rel_tol=0, abs_tol=0.001):
+            raise ManifestError(f"{where}: duration_seconds: {duration} does not match frames / sample_rate "
+                                f"({frames} / {fmt.sample_rate})")
+        recovered = r.bool("recovered") if "recovered" in doc else False
         return cls(
             call_id=call_id, status=status,
             line_number=line.str("number"), department=line.str("department"),
-            direction=r.choice("direction", ("inbound", "outbound")),
+            direction=r.choice("direction", DIRECTIONS),
             caller=r.opt_str("caller"), external_id=r.opt_str("external_id"),
             agent=r.str("agent"), workstation=r.str("workstation"),
-            started_at=started, ended_at=r.opt_time("ended_at"),
-            frames=r.int("frames", minimum=0), audio=fmt, chunks=tuple(chunks), pauses=tuple(pauses), end=end,
+            started_at=started, ended_at=ended,
+            frames=frames, audio=fmt, chunks=tuple(chunks), pauses=tuple(pauses), end=end,
             legal_hold=r.bool("legal_hold"), app_version=r.str("app_version"),
-            recovered=bool(doc.get("recovered", False)), retention=r.time("retention_until"),
+            recovered=recovered, retention=r.time("retention_until"),
         )
 
 
@@ -272,21 +325,26 @@ class _Reader:
     def opt_str(self, key: str) -> str | None:
         return None if self.doc.get(key) is None else self.str(key)
 
-    def int(self, key: str, minimum: int | None = None) -> int:
+    def int(self, key: str, minimum: int | None = None, maximum: int | None = None) -> int:
         v = self.raw(key)
         if isinstance(v, bool) or not isinstance(v, int):
             raise self._fail(key, f"expected an integer, got {type(v).__name__}")
         if minimum is not None and v < minimum:
             raise self._fail(key, f"must be at least {minimum}, got {v}")
+        if maximum is not None and v > maximum:
+            raise self._fail(key, f"must be at most {maximum}, got {v}")
         return v
 
-    def opt_int(self, key: str) -> int | None:
-        return None if self.doc.get(key) is None else self.int(key)
+    def opt_int(self, key: str, minimum: int | None = None) -> int | None:
+        return None if self.doc.get(key) is None else self.int(key, minimum)
 
     def float(self, key: str) -> float:
+        """A finite, non-negative number (every float in the schema is a time in seconds)."""
         v = self.raw(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise self._fail(key, f"expected a number, got {type(v).__name__}")
+        if not math.isfinite(v) or v < 0:
+            raise self._fail(key, f"must be a finite number of seconds >= 0, got {v!r}")
         return float(v)
 
     def bool(self, key: str) -> bool:
@@ -300,6 +358,9 @@ class _Reader:
         if v not in allowed:
             raise self._fail(key, f"{v!r} is not one of {', '.join(allowed)}")
         return v
+
+    def opt_choice(self, key: str, allowed: tuple[str, ...]) -> str | None:
+        return None if self.doc.get(key) is None else self.choice(key, allowed)
 
     def list(self, key: str, item_type: type) -> list:
         v = self.raw(key)

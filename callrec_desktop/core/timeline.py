@@ -16,6 +16,7 @@ A payment pause is enforced: ``resume`` raises ``PaymentInProgressError``; only
 from __future__ import annotations
 
 import bisect
+import numbers
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -151,16 +152,23 @@ class CallTimeline:
         """The state after the latest event."""
         return self._marks[-1][2]
 
+    @property
+    def first_known_frame(self) -> int:
+        """The earliest frame the timeline can still answer for (0 until ``forget_before``)."""
+        return self._frames[0]
+
     def state_at(self, frame: int) -> tuple[str | None, CallState]:
+        self._check_known(frame)
         i = bisect.bisect_right(self._frames, frame) - 1
-        _, call_id, state = self._marks[max(i, 0)]
+        _, call_id, state = self._marks[i]
         return call_id, state
 
     def segments(self, start: int, end: int) -> list[Segment]:
         """Split frames ``[start, end)`` into runs of one state (the gate)."""
         if end <= start:
             return []
-        i = max(bisect.bisect_right(self._frames, start) - 1, 0)
+        self._check_known(start)
+        i = bisect.bisect_right(self._frames, start) - 1
         out: list[Segment] = []
         last = len(self._frames) - 1
         while True:
@@ -175,7 +183,11 @@ class CallTimeline:
         return out
 
     def forget_before(self, frame: int) -> None:
-        """Drop marks wholly before ``frame`` (keeps memory flat over a long shift)."""
+        """Drop marks wholly before ``frame`` (keeps memory flat over a long shift).
+
+        Answers for ``frame`` and later are unchanged; asking about a frame before
+        ``first_known_frame`` afterwards raises ValueError instead of guessing.
+        """
         i = bisect.bisect_right(self._frames, frame) - 1
         if i > 0:
             del self._marks[:i]
@@ -183,7 +195,9 @@ class CallTimeline:
 
     # ---- events --------------------------------------------------------------------
     def start_call(self, frame: int, info: CallInfo) -> CallSession:
-        self._check_order(frame)
+        frame = self._check_order(frame)
+        if not isinstance(info, CallInfo):
+            raise IllegalTransitionError(f"start_call needs a CallInfo, got {type(info).__name__}")
         if self.current is not None and self.current.state is not CallState.ENDED:
             raise IllegalTransitionError(
                 f"call {info.call_id} cannot start: call {self.current.call_id} is still {self.current.state.value}"
@@ -197,10 +211,11 @@ class CallTimeline:
         return session
 
     def start_payment(self, frame: int, source: EventSource) -> None:
+        source = _enum(EventSource, source, "event source")
         s = self._active("payment cannot start")
         if s.payment_in_progress:
             raise IllegalTransitionError("payment cannot start: a payment is already in progress")
-        self._check_order(frame)
+        frame = self._check_order(frame)
         if s.open_pause is not None:  # an agent pause becomes a payment pause
             self._close_pause(s, frame, source)
         s.pauses.append(Pause(PauseReason.PAYMENT, source, frame))
@@ -208,27 +223,32 @@ class CallTimeline:
         self._mark(frame, s.call_id, CallState.PAUSED)
 
     def end_payment(self, frame: int, source: EventSource) -> None:
+        source = _enum(EventSource, source, "event source")
         s = self._active("payment cannot end")
         if not s.payment_in_progress:
             raise IllegalTransitionError("payment cannot end: no payment is in progress")
-        self._check_order(frame)
+        frame = self._check_order(frame)
         self._close_pause(s, frame, source)
         s.state = CallState.RECORDING
         self._mark(frame, s.call_id, CallState.RECORDING)
 
     def pause(self, frame: int, source: EventSource, reason: PauseReason = PauseReason.AGENT_REQUEST) -> None:
+        # Coerce first: a reason given as the string "payment" must still be an enforced payment pause.
+        source = _enum(EventSource, source, "event source")
+        reason = _enum(PauseReason, reason, "pause reason")
         if reason is PauseReason.PAYMENT:
             self.start_payment(frame, source)
             return
         s = self._active("recording cannot pause")
         if s.state is CallState.PAUSED:
             raise IllegalTransitionError("recording cannot pause: it is already paused")
-        self._check_order(frame)
+        frame = self._check_order(frame)
         s.pauses.append(Pause(reason, source, frame))
         s.state = CallState.PAUSED
         self._mark(frame, s.call_id, CallState.PAUSED)
 
     def resume(self, frame: int, source: EventSource) -> None:
+        source = _enum(EventSource, source, "event source")
         s = self._active("recording cannot resume")
         if s.payment_in_progress:
             raise PaymentInProgressError(
@@ -236,17 +256,21 @@ class CallTimeline:
             )
         if s.state is not CallState.PAUSED:
             raise IllegalTransitionError("recording cannot resume: it is not paused")
-        self._check_order(frame)
+        frame = self._check_order(frame)
         self._close_pause(s, frame, source)
         s.state = CallState.RECORDING
         self._mark(frame, s.call_id, CallState.RECORDING)
 
     def transfer(self, frame: int, department: str, source: EventSource) -> CallSession:
-        if not department or not department.strip():
-            raise IllegalTransitionError("transfer needs a department")
-        return self._end(frame, EndReason.TRANSFERRED, source, "call cannot be transferred", department)
+        if not isinstance(department, str) or not department.strip():
+            raise IllegalTransitionError(f"transfer needs a department, got {department!r}")
+        source = _enum(EventSource, source, "event source")
+        return self._end(frame, EndReason.TRANSFERRED, source, "call cannot be transferred", department.strip())
 
     def end_call(self, frame: int, source: EventSource, reason: EndReason = EndReason.HANGUP) -> CallSession:
+        # Coerce first: the string "transferred" must be refused like the enum member.
+        source = _enum(EventSource, source, "event source")
+        reason = _enum(EndReason, reason, "end reason")
         if reason is EndReason.TRANSFERRED:
             raise IllegalTransitionError("use transfer() to end a call by transferring it")
         return self._end(frame, reason, source, "call cannot end")
@@ -262,7 +286,7 @@ class CallTimeline:
         self, frame: int, reason: EndReason, source: EventSource, what: str, department: str | None = None
     ) -> CallSession:
         s = self._active(what)
-        self._check_order(frame)
+        frame = self._check_order(frame)
         if s.open_pause is not None:
             self._close_pause(s, frame, source)
         s.state = CallState.ENDED
@@ -277,12 +301,23 @@ class CallTimeline:
     def _close_pause(s: CallSession, frame: int, source: EventSource) -> None:
         s.pauses[-1] = replace(s.pauses[-1], end_frame=frame, end_source=source)
 
-    def _check_order(self, frame: int) -> None:
-        if not isinstance(frame, int) or frame < 0:
+    def _check_order(self, frame: int) -> int:
+        """``frame`` as a plain int if it may be applied now, else EventOrderError."""
+        # bool is an int subclass: True must not pass as frame 1. Integer types such as
+        # numpy.int64 are accepted and normalised to int.
+        if isinstance(frame, bool) or not isinstance(frame, numbers.Integral) or frame < 0:
             raise EventOrderError(f"event frame must be a non-negative integer, got {frame!r}")
+        frame = int(frame)
         if frame < self._frames[-1]:
             raise EventOrderError(
                 f"event at frame {frame} is earlier than the last event (frame {self._frames[-1]})"
+            )
+        return frame
+
+    def _check_known(self, frame: int) -> None:
+        if frame < self._frames[0]:
+            raise ValueError(
+                f"frame {frame} is before the earliest frame the timeline still knows ({self._frames[0]})"
             )
 
     def _mark(self, frame: int, call_id: str | None, state: CallState) -> None:
@@ -292,3 +327,12 @@ class CallTimeline:
         else:
             self._marks.append((frame, call_id, state))
             self._frames.append(frame)
+
+
+def _enum(cls: type[Enum], value: object, what: str):  # type: ignore[no-untyped-def]
+    """``value`` as a member of ``cls`` (a member or its value), else IllegalTransitionError."""
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)  # type: ignore[attr-defined]
+        raise IllegalTransitionError(f"unknown {what} {value!r} (expected one of {allowed})") from None
