@@ -1,0 +1,404 @@
+"""The recorder: capture → look-behind → gate (call timeline) → chunk writer → spool.
+
+Threads:
+- the source's own thread (PortAudio callback) only copies blocks into a queue;
+- the recorder thread (``run``) owns the look-behind buffer, the encoders and the spool files;
+- any other thread (GUI, control API, CLI) signals call events through the public methods,
+  which only touch the timeline under a short lock and never do I/O.
+
+Every event is stamped with a capture frame index. Frames leave the look-behind buffer only
+once they are ``lookbehind_frames`` old, and the gate decides per frame from the timeline, so a
+pause stamped up to that far in the past still removes exactly the frames it should.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from callrec_desktop.audio.chunk_writer import ChunkWriter
+from callrec_desktop.audio.encoders import CodecSettings
+from callrec_desktop.audio.lookbehind import LookBehindBuffer
+from callrec_desktop.audio.sources import AudioBlock, AudioSource
+from callrec_desktop.core.ids import new_call_id
+from callrec_desktop.core.manifest import AudioFormat, EndInfo, Manifest, PauseEntry
+from callrec_desktop.core.timeline import (
+    CallInfo,
+    CallSession,
+    CallState,
+    CallTimeline,
+    EndReason,
+    EventSource,
+    PauseReason,
+    Segment,
+)
+from callrec_desktop.spool import CallSpool, Spool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecordingSettings:
+    codec: CodecSettings
+    chunk_frames: int
+    lookbehind_frames: int
+
+
+@dataclass(frozen=True)
+class Identity:
+    agent: str
+    workstation: str
+    app_version: str
+
+
+@dataclass(frozen=True)
+class RecorderEvent:
+    """What the recorder tells its listeners. Delivered on the recorder thread (or the calling
+    thread for ``state_changed``): listeners must return quickly and never block."""
+
+    kind: str  # call_opened | chunk_sealed | manifest_written | call_finished | state_changed | error | late_event
+    call_id: str | None = None
+    detail: object = None
+
+
+@dataclass(frozen=True)
+class RecorderStatus:
+    state: CallState
+    call_id: str | None
+    line_number: str | None
+    department: str | None
+    payment_in_progress: bool
+    frames_captured: int
+    overflows: int
+
+
+@dataclass
+class _ActiveCall:
+    session: CallSession
+    spool: CallSpool
+    writer: ChunkWriter
+    last_state: CallState = CallState.RECORDING
+    failed: bool = False
+
+
+@dataclass
+class _Finished:
+    manifests: list[Manifest] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class Recorder:
+    def __init__(
+        self,
+        source: AudioSource,
+        spool: Spool,
+        settings: RecordingSettings,
+        identity: Identity,
+        *,
+        listeners: Iterable[Callable[[RecorderEvent], None]] = (),
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ) -> None:
+        if settings.codec.channels != source.channels:
+            raise ValueError(
+                f"the source has {source.channels} channel(s) but recording is set for {settings.codec.channels}"
+            )
+        if settings.codec.sample_rate != source.sample_rate:
+            raise ValueError(
+                f"the source runs at {source.sample_rate} Hz but recording is set for {settings.codec.sample_rate} Hz"
+            )
+        self._source = source
+        self._spool = spool
+        self._settings = settings
+        self._identity = identity
+        self._listeners = list(listeners)
+        self._clock = clock
+        self._rate = settings.codec.sample_rate
+        self._lock = threading.Lock()  # guards _timeline and _gated_to; held briefly, never during I/O
+        self._timeline = CallTimeline()
+        self._gated_to = 0
+        self._t0 = clock()
+        self._lookbehind = LookBehindBuffer(settings.lookbehind_frames)
+        self._active: _ActiveCall | None = None
+        self._done: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.results = _Finished()
+
+    # ---- control: any thread ------------------------------------------------------------
+    def add_listener(self, listener: Callable[[RecorderEvent], None]) -> None:
+        self._listeners.append(listener)
+
+    def start_call(
+        self,
+        line_number: str,
+        department: str,
+        *,
+        caller: str | None = None,
+        external_id: str | None = None,
+        source: EventSource = EventSource.AGENT,
+        at_frame: int | None = None,
+    ) -> str:
+        """Start recording a call on a line. Returns the new call's id."""
+        with self._lock:
+            frame = self._stamp(at_frame, "call_started")
+            call_id = new_call_id(self._wall(frame))
+            self._timeline.start_call(frame, CallInfo(call_id, line_number, department, caller, external_id))
+        self._emit(RecorderEvent("state_changed", call_id, CallState.RECORDING))
+        return call_id
+
+    def start_payment(self, *, source: EventSource = EventSource.AGENT, at_frame: int | None = None) -> None:
+        self._event("payment_started", lambda f: self._timeline.start_payment(f, source), at_frame)
+
+    def end_payment(self, *, source: EventSource = EventSource.AGENT, at_frame: int | None = None) -> None:
+        self._event("payment_ended", lambda f: self._timeline.end_payment(f, source), at_frame)
+
+    def pause(self, *, source: EventSource = EventSource.AGENT, at_frame: int | None = None) -> None:
+        self._event("paused", lambda f: self._timeline.pause(f, source, PauseReason.AGENT_REQUEST), at_frame)
+
+    def resume(self, *, source: EventSource = EventSource.AGENT, at_frame: int | None = None) -> None:
+        self._event("resumed", lambda f: self._timeline.resume(f, source), at_frame)
+
+    def transfer(self, department: str, *, source: EventSource = EventSource.AGENT, at_frame: int | None = None) -> None:
+        self._event("transferred", lambda f: self._timeline.transfer(f, department, source), at_frame)
+
+    def end_call(self, *, source: EventSource = EventSource.AGENT, at_frame: int | None = None,
+                 reason: EndReason = EndReason.HANGUP) -> None:
+        self._event("call_ended", lambda f: self._timeline.end_call(f, source, reason), at_frame)
+
+    def status(self) -> RecorderStatus:
+        with self._lock:
+            s = self._timeline.current
+            live = s is not None and s.state is not CallState.ENDED
+            return RecorderStatus(
+                state=s.state if s is not None else CallState.IDLE,
+                call_id=s.call_id if s is not None else None,
+                line_number=s.info.line_number if live else None,
+                department=s.info.department if live else None,
+                payment_in_progress=bool(s and s.payment_in_progress),
+                frames_captured=self._source.frames_captured,
+                overflows=self._source.overflows,
+            )
+
+    # ---- the recorder thread --------------------------------------------------------------
+    def start(self) -> None:
+        """Run the recorder on its own thread."""
+        self._thread = threading.Thread(target=self.run, name="callrec-recorder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the recorder thread to finish: it drains the look-behind buffer and ends any open
+        call as interrupted."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self, *, end_open_call_as: EndReason | None = None) -> _Finished:
+        """Capture until the source ends or ``stop()``; then finish every call.
+
+        A call still open at the end is ended with ``end_open_call_as`` (default: hangup when
+        the source simply ran out, interrupted when stopped).
+        """
+        self._source.start()
+        try:
+            while not self._stop.is_set():
+                block = self._source.read(timeout=0.2)
+                if block is None:
+                    break
+                if len(block.data) == 0:
+                    continue
+                for ready in self._lookbehind.push(block):
+                    self._gate(ready)
+        finally:
+            self._source.stop()
+            for ready in self._lookbehind.drain():
+                self._gate(ready)
+            reason = end_open_call_as or (EndReason.INTERRUPTED if self._stop.is_set() else EndReason.HANGUP)
+            with self._lock:
+                s = self._timeline.current
+                if s is not None and s.state is not CallState.ENDED:
+                    self._timeline.end_call(max(self._gated_to, self._timeline.last_event_frame), EventSource.SYSTEM, reason)
+            self._finish_ended_calls(final=True)
+        return self.results
+
+    # ---- internals -------------------------------------------------------------------------
+    def _event(self, name: str, apply: Callable[[int], None], at_frame: int | None) -> None:
+        with self._lock:
+            frame = self._stamp(at_frame, name)
+            apply(frame)
+            s = self._timeline.current
+            state = s.state if s else CallState.IDLE
+            call_id = s.call_id if s else None
+        self._emit(RecorderEvent("state_changed", call_id, state))
+
+    def _stamp(self, at_frame: int | None, name: str) -> int:
+        """The frame an event takes effect at: as asked, but never before frames already gated."""
+        wanted = self._source.frames_captured if at_frame is None else at_frame
+        frame = max(wanted, self._gated_to)
+        if wanted < self._gated_to:
+            # Only possible if a signal arrives later than the look-behind window: say so loudly.
+            late = self._gated_to - wanted
+            log.error("%s arrived %d frames (%.2f s) too late to be applied where stamped", name, late, late / self._rate)
+            self._emit(RecorderEvent("late_event", None, {"event": name, "late_frames": late}))
+        return frame
+
+    def _wall(self, frame: int) -> datetime:
+        return self._t0 + timedelta(seconds=frame / self._rate)
+
+    def _emit(self, event: RecorderEvent) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a listener must never break recording
+                log.exception("recorder listener failed on %s", event.kind)
+
+    def _gate(self, block: AudioBlock) -> None:
+        start, end = block.start_frame, block.start_frame + len(block.data)
+        with self._lock:
+            segments = self._timeline.segments(start, end)
+            self._gated_to = end
+        for seg in segments:
+            try:
+                self._apply(seg, block)
+            except OSError as exc:
+                self._fail(exc)
+        self._finish_ended_calls()
+
+    def _apply(self, seg: Segment, block: AudioBlock) -> None:
+        active = self._active
+        if active is not None and seg.call_id != active.session.call_id:
+            self._finish(active)
+            active = None
+        if seg.call_id is None or seg.state in (CallState.IDLE, CallState.ENDED) or seg.call_id in self._done:
+            return
+        if active is None:
+            active = self._open(self._timeline.calls[seg.call_id])
+        if active.failed:
+            return
+        if seg.state is CallState.RECORDING:
+            lo, hi = seg.start - block.start_frame, seg.end - block.start_frame
+            sealed = active.writer.write(seg.start - active.session.start_frame, block.data[lo:hi])
+            if sealed:
+                self._sealed(active, sealed)
+        elif seg.state is CallState.PAUSED:
+            entry = active.writer.seal()
+            if entry is not None:
+                self._sealed(active, [entry])
+        if seg.state is not active.last_state:
+            active.last_state = seg.state
+            self._write_manifest(active, "recording")
+
+    def _open(self, session: CallSession, make_active: bool = True) -> _ActiveCall:
+        manifest = self._manifest(session, [], "recording")
+        call_spool = self._spool.create_call(manifest)
+        active = _ActiveCall(session, call_spool, ChunkWriter(call_spool, self._settings.codec, self._settings.chunk_frames))
+        if make_active:
+            self._active = active
+        self._emit(RecorderEvent("call_opened", session.call_id, manifest))
+        return active
+
+    def _sealed(self, active: _ActiveCall, entries: list) -> None:
+        for entry in entries:
+            self._emit(RecorderEvent("chunk_sealed", active.session.call_id, entry))
+        self._write_manifest(active, "recording")
+
+    def _write_manifest(self, active: _ActiveCall, status: str) -> Manifest:
+        manifest = self._manifest(active.session, active.writer.sealed, status)
+        active.spool.write_manifest(manifest)
+        self._emit(RecorderEvent("manifest_written", active.session.call_id, manifest))
+        return manifest
+
+    def _finish_ended_calls(self, final: bool = False) -> None:
+        with self._lock:
+            ended = [
+                s for s in self._timeline.calls.values()
+                if s.call_id not in self._done and s.end_frame is not None and (final or s.end_frame <= self._gated_to)
+            ]
+        for session in ended:
+            active = self._active
+            if active is not None and active.session is session:
+                self._finish(active)
+                continue
+            try:  # a call too short to have kept a frame still gets its folder and manifest
+                self._finish(self._open(session, make_active=False))
+            except OSError as exc:
+                self._fail(exc, session)
+
+    def _finish(self, active: _ActiveCall) -> None:
+        call_id = active.session.call_id
+        try:
+            if not active.failed:
+                entry = active.writer.seal()
+                if entry is not None:
+                    self._emit(RecorderEvent("chunk_sealed", call_id, entry))
+            manifest = self._write_manifest(active, "complete")
+            self.results.manifests.append(manifest)
+            self._emit(RecorderEvent("call_finished", call_id, manifest))
+        except OSError as exc:
+            self._fail(exc)
+        finally:
+            active.spool.release()
+            self._done.add(call_id)
+            if self._active is active:
+                self._active = None
+            with self._lock:
+                self._timeline.calls.pop(call_id, None)
+                self._timeline.forget_before(self._gated_to)
+
+    def _fail(self, exc: OSError, session: CallSession | None = None) -> None:
+        """A write failed (disk full, spool gone): stop writing this call, end it as an error,
+        keep what is sealed, and tell everyone. Recording must never look fine when it is not."""
+        active = self._active
+        call_id = session.call_id if session else (active.session.call_id if active else None)
+        message = f"recording of call {call_id} failed: {exc}"
+        log.error(message)
+        self.results.errors.append(message)
+        if active is not None and active.session.call_id == call_id and not active.failed:
+            active.failed = True
+            active.writer.abort()
+        with self._lock:
+            s = self._timeline.calls.get(call_id) if call_id else None
+            if s is not None and s.state is not CallState.ENDED:
+                self._timeline.end_call(max(self._gated_to, self._timeline.last_event_frame), EventSource.SYSTEM, EndReason.ERROR)
+        if session is not None:
+            self._done.add(session.call_id)
+        self._emit(RecorderEvent("error", call_id, message))
+
+    def _manifest(self, session: CallSession, chunks: list, status: str) -> Manifest:
+        with self._lock:
+            start = session.start_frame
+            end_frame = session.end_frame if session.end_frame is not None else max(self._gated_to, start)
+            pauses = tuple(
+                PauseEntry(
+                    reason=p.reason.value, source=p.source.value,
+                    offset_frames=p.start_frame - start,
+                    duration_frames=(p.end_frame if p.end_frame is not None else end_frame) - p.start_frame,
+                    offset_seconds=round((p.start_frame - start) / self._rate, 3),
+                    wall_seconds=round(((p.end_frame if p.end_frame is not None else end_frame) - p.start_frame) / self._rate, 3),
+                    end_source=p.end_source.value if p.end_source else None,
+                )
+                for p in session.pauses
+            )
+            end = None
+            if status == "complete":
+                end = EndInfo(
+                    session.end_reason.value if session.end_reason else EndReason.INTERRUPTED.value,
+                    session.end_source.value if session.end_source else None,
+                    session.transferred_to,
+                )
+            info = session.info
+        codec = self._settings.codec
+        return Manifest(
+            call_id=info.call_id, status=status, line_number=info.line_number, department=info.department,
+            direction="inbound", caller=info.caller, external_id=info.external_id,
+            agent=self._identity.agent, workstation=self._identity.workstation,
+            started_at=self._wall(start), ended_at=self._wall(end_frame) if status == "complete" else None,
+            frames=end_frame - start,
+            audio=AudioFormat(codec.codec, codec.sample_rate, codec.channels,
+                              ("agent", "caller") if codec.channels == 2 else ("agent",), codec.bitrate),
+            chunks=tuple(chunks), pauses=pauses, end=end, app_version=self._identity.app_version,
+        )

@@ -1,0 +1,321 @@
+"""The local spool: sealed chunks and manifests wait here, durably, until the store has them.
+
+Layout (one folder per call)::
+
+    <spool>/calls/<call_id>/manifest.json          provisional (status "recording") or final
+    <spool>/calls/<call_id>/000003@160000.opus     a sealed chunk: sequence @ first frame
+    <spool>/calls/<call_id>/000004@320000.opus.part  the chunk being written
+    <spool>/calls/<call_id>/.lock                  held (flock) by the process recording it
+    <spool>/calls/<call_id>/.uploaded-manifest     SHA-256 of the manifest the store last confirmed
+    <spool>/quarantine/<call_id>/...               what could not be repaired, with a reason
+
+The first frame is part of a chunk's spool name so that recovery can place a chunk on the
+call's timeline even when the process died before the manifest listed it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from callrec_desktop.audio.encoders import CodecSettings, make_encoder
+from callrec_desktop.core.ids import InvalidIdError, validate_call_id
+from callrec_desktop.core.manifest import (
+    CODECS,
+    ChunkEntry,
+    EndInfo,
+    Manifest,
+    ManifestError,
+    PauseEntry,
+    chunk_file_name,
+)
+from callrec_desktop.durable import DirLock, fsync_dir, seal_part, sha256_file, write_atomic
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+UPLOADED = ".uploaded-manifest"
+_CHUNK_RE = re.compile(r"^(\d{6})@(\d+)\.(opus|flac)(\.part)?$")
+
+
+@dataclass(frozen=True)
+class SpooledChunk:
+    seq: int
+    first_frame: int
+    path: Path
+    sealed: bool
+
+    @property
+    def codec(self) -> str:
+        return _CHUNK_RE.match(self.path.name).group(3)  # type: ignore[union-attr]
+
+
+def spool_chunk_name(seq: int, first_frame: int, codec: str) -> str:
+    return f"{seq:06d}@{first_frame}.{CODECS[codec][1]}"
+
+
+def parse_chunk_name(path: Path) -> SpooledChunk | None:
+    m = _CHUNK_RE.match(path.name)
+    if not m:
+        return None
+    return SpooledChunk(int(m.group(1)), int(m.group(2)), path, sealed=m.group(4) is None)
+
+
+class CallSpool:
+    """One call's folder, owned (locked) by the process recording it."""
+
+    def __init__(self, path: Path, lock: DirLock) -> None:
+        self.path = path
+        self._lock = lock
+
+    def open_part(self, seq: int, first_frame: int, codec: str):
+        """A new ``.part`` file opened exclusive and unbuffered (each encoder write reaches the OS)."""
+        part = self.path / (spool_chunk_name(seq, first_frame, codec) + ".part")
+        return part, open(part, "xb", buffering=0)
+
+    def seal(self, part: Path) -> Path:
+        final = part.with_name(part.name[: -len(".part")])
+        seal_part(part, final)
+        return final
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        write_atomic(self.path / MANIFEST, manifest.to_json())
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    interrupted_calls: tuple[str, ...] = ()
+    repaired_chunks: tuple[str, ...] = ()
+    quarantined: tuple[str, ...] = ()
+
+
+class Spool:
+    """The spool folder. Safe to share between processes: every call folder is locked by its owner."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.calls_dir = root / "calls"
+        self.quarantine_dir = root / "quarantine"
+        self.calls_dir.mkdir(parents=True, exist_ok=True)
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- writing side (recorder) ---------------------------------------------------
+    def create_call(self, manifest: Manifest) -> CallSpool:
+        """Create a call's folder, locked, with its provisional manifest, then make it visible.
+
+        Built under a hidden name and renamed, so a reader never sees a call folder without
+        its lock held or without a manifest.
+        """
+        call_id = validate_call_id(manifest.call_id)
+        tmp = self.calls_dir / f".new-{call_id}-{secrets.token_hex(3)}"
+        tmp.mkdir()
+        lock = DirLock(tmp / LOCK)
+        if not lock.acquire():  # nobody else can know this folder: cannot happen
+            raise RuntimeError(f"could not lock new spool folder {tmp}")
+        write_atomic(tmp / MANIFEST, manifest.to_json())
+        final = self.calls_dir / call_id
+        os.rename(tmp, final)  # the lock follows the inode
+        fsync_dir(self.calls_dir)
+        lock.path = final / LOCK
+        return CallSpool(final, lock)
+
+    # ---- reading side (uploader, recovery, status) ----------------------------------
+    def call_ids(self) -> list[str]:
+        out = []
+        for p in sorted(self.calls_dir.iterdir()):
+            if p.name.startswith("."):
+                continue
+            try:
+                out.append(validate_call_id(p.name))
+            except InvalidIdError:
+                log.warning("spool: ignoring a folder that is not a call: %s", p)
+        return out
+
+    def call_path(self, call_id: str) -> Path:
+        return self.calls_dir / validate_call_id(call_id)
+
+    def manifest_bytes(self, call_id: str) -> bytes | None:
+        try:
+            return (self.call_path(call_id) / MANIFEST).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def chunks(self, call_id: str) -> list[SpooledChunk]:
+        out = []
+        for p in self.call_path(call_id).iterdir():
+            c = parse_chunk_name(p)
+            if c is not None:
+                out.append(c)
+        return sorted(out, key=lambda c: (c.seq, not c.sealed))
+
+    def is_locked(self, call_id: str) -> bool:
+        lock = DirLock(self.call_path(call_id) / LOCK)
+        if lock.acquire():
+            lock.release()
+            return False
+        return True
+
+    def quarantine(self, path: Path, call_id: str, reason: str) -> Path:
+        """Move ``path`` aside with a note saying why. Never deletes."""
+        dest_dir = self.quarantine_dir / call_id
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / path.name
+        if dest.exists():
+            dest = dest_dir / f"{path.name}.{secrets.token_hex(3)}"
+        shutil.move(str(path), dest)
+        write_atomic(dest.with_name(dest.name + ".reason.txt"), (reason + "\n").encode())
+        log.error("spool: quarantined %s: %s", dest, reason)
+        return dest
+
+    # ---- crash recovery --------------------------------------------------------------
+    def recover(self) -> RecoveryReport:
+        """Make the spool consistent after a crash. Touches only calls no live process holds.
+
+        ``.part`` files are repaired into sealed chunks where their audio reads back, else
+        quarantined; a call with no end is ended as ``interrupted`` with what survived.
+        """
+        interrupted, repaired, quarantined = [], [], []
+        for p in sorted(self.calls_dir.glob(".new-*")):
+            lock = DirLock(p / LOCK)
+            if lock.acquire():  # a process died between mkdir and publishing: no audio yet
+                lock.release()
+                leftovers = [q for q in p.iterdir() if q.name not in (LOCK, MANIFEST)]
+                if leftovers:
+                    for q in leftovers:
+                        quarantined.append(str(self.quarantine(q, p.name.lstrip("."), "left in an unpublished call folder")))
+                shutil.rmtree(p)
+        for call_id in self.call_ids():
+            path = self.call_path(call_id)
+            lock = DirLock(path / LOCK)
+            if not lock.acquire():
+                continue  # another process is recording this call right now
+            try:
+                self._recover_call(call_id, path, interrupted, repaired, quarantined)
+            finally:
+                lock.release()
+        return RecoveryReport(tuple(interrupted), tuple(repaired), tuple(quarantined))
+
+    def _recover_call(self, call_id, path, interrupted, repaired, quarantined) -> None:
+        raw = self.manifest_bytes(call_id)
+        try:
+            manifest = Manifest.from_json(raw or b"", where=str(path / MANIFEST))
+        except ManifestError as exc:
+            for c in self.chunks(call_id):
+                quarantined.append(str(self.quarantine(c.path, call_id, f"its call has no readable manifest: {exc}")))
+            if (path / MANIFEST).exists():
+                quarantined.append(str(self.quarantine(path / MANIFEST, call_id, str(exc))))
+            shutil.rmtree(path)
+            return
+        for stale in path.glob("*.rpart"):
+            stale.unlink()  # a repair that was itself interrupted; the .part is still there
+        settings = CodecSettings(
+            codec=manifest.audio.codec, sample_rate=manifest.audio.sample_rate,
+            channels=manifest.audio.channels,
+            opus_bitrate_per_channel=(manifest.audio.bitrate or 20_000) // manifest.audio.channels,
+        )
+        for c in self.chunks(call_id):
+            if c.sealed:
+                continue
+            if manifest.status == "complete":
+                quarantined.append(str(self.quarantine(c.path, call_id, "unsealed chunk beside a complete manifest")))
+                continue
+            ok, why = _repair_part(c, settings)
+            if ok:
+                repaired.append(str(c.path))
+            else:
+                quarantined.append(str(self.quarantine(c.path, call_id, f"could not be repaired: {why}")))
+        if manifest.status == "complete":
+            return
+        listed = {e.seq: e for e in manifest.chunks}
+        entries = []
+        for c in self.chunks(call_id):
+            if not c.sealed:
+                continue
+            entry = listed.get(c.seq)
+            size, sha = sha256_file(c.path)
+            if entry is None or entry.sha256 != sha:
+                frames = _count_frames(c.path)
+                if frames is None:
+                    quarantined.append(str(self.quarantine(c.path, call_id, "sealed chunk does not decode")))
+                    continue
+                entry = ChunkEntry(c.seq, c.first_frame, frames, size, sha, chunk_file_name(c.seq, c.codec))
+            entries.append(entry)
+        # Chunks the manifest lists that are no longer here were uploaded already: keep them.
+        here = {e.seq for e in entries}
+        entries += [e for e in manifest.chunks if e.seq not in here]
+        entries.sort(key=lambda e: e.seq)
+        end_frame = max([e.first_frame + e.frames for e in entries] + [p.offset_frames for p in manifest.pauses] + [manifest.frames])
+        pauses = tuple(
+            p if p.end_source is not None else replace(
+                p, duration_frames=end_frame - p.offset_frames,
+                wall_seconds=(end_frame - p.offset_frames) / manifest.audio.sample_rate, end_source="system")
+            for p in manifest.pauses
+        )
+        final = replace(
+            manifest, status="complete", chunks=tuple(entries), pauses=pauses, frames=end_frame,
+            ended_at=manifest.started_at + timedelta(seconds=end_frame / manifest.audio.sample_rate),
+            end=EndInfo("interrupted", "system"), recovered=True,
+        )
+        write_atomic(path / MANIFEST, final.to_json())
+        interrupted.append(call_id)
+        log.warning("spool: call %s had no end; recovered as interrupted with %d chunks", call_id, len(entries))
+
+
+def _read_frames(path: Path) -> np.ndarray | None:
+    """All audio that decodes from ``path``, stopping at the first error (a torn last page)."""
+    blocks = []
+    try:
+        with sf.SoundFile(path) as f:
+            while True:
+                try:
+                    block = f.read(4096, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError):
+                    break
+                if len(block) == 0:
+                    break
+                blocks.append(block)
+    except (sf.LibsndfileError, RuntimeError):
+        return None
+    if not blocks:
+        return None
+    return np.concatenate(blocks)
+
+
+def _count_frames(path: Path) -> int | None:
+    data = _read_frames(path)
+    return None if data is None else len(data)
+
+
+def _repair_part(chunk: SpooledChunk, settings: CodecSettings) -> tuple[bool, str]:
+    """Re-encode what decodes from a ``.part`` into a sealed chunk; remove the ``.part`` after."""
+    data = _read_frames(chunk.path)
+    if data is None:
+        return False, "no audio decodes from it (torn header or empty)"
+    if data.shape[1] != settings.channels:
+        return False, f"it has {data.shape[1]} channels, the call has {settings.channels}"
+    final = chunk.path.with_name(chunk.path.name[: -len(".part")])
+    tmp = final.with_name(final.name + ".rpart")
+    with open(tmp, "xb") as out:
+        enc = make_encoder(out, settings)
+        enc.write(data)
+        enc.close()
+        out.flush()
+        os.fsync(out.fileno())
+    seal_part(tmp, final)
+    chunk.path.unlink()
+    fsync_dir(final.parent)
+    log.warning("spool: repaired %s into %s (%d frames)", chunk.path.name, final.name, len(data))
+    return True, ""

@@ -1,0 +1,281 @@
+"""The upload worker: drains the spool into the central store, in an order a reader can trust.
+
+For each call, a pass uploads the chunks its spooled manifest lists, then that manifest. So
+the provisional manifest reaches the store as soon as the call starts (a workstation that
+dies mid-call still leaves a findable call), a manifest never names a chunk the store lacks,
+and the final manifest goes last. A spool file is deleted only after the store confirmed its
+size and SHA-256. Puts are idempotent (same key, same bytes), so a crash between a put and
+the delete only costs a harmless re-put.
+
+Only ``put`` is used: agent workstations run with write-only credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from callrec_desktop.core.manifest import Manifest, ManifestError
+from callrec_desktop.durable import fsync_dir, sha256_file, write_atomic
+from callrec_desktop.spool import UPLOADED, Spool
+from callrec_desktop.storage.base import PermanentStoreError, Store, StoreError, TransientStoreError
+from callrec_desktop.storage.layout import chunk_content_type, chunk_key, manifest_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UploadStatus:
+    """A snapshot for the UI and ``callrec status``; built on the uploader thread."""
+
+    backlog_chunks: int = 0
+    backlog_bytes: int = 0
+    backlog_calls: int = 0
+    oldest_age_seconds: float | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    last_error_permanent: bool = False
+    objects_uploaded: int = 0
+    bytes_uploaded: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        return self.last_error is None
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    initial_backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 60.0
+    max_attempts_per_pass: int = 8
+    idle_poll_seconds: float = 1.0
+
+
+class Uploader:
+    def __init__(
+        self,
+        spool: Spool,
+        store: Store,
+        settings: UploadSettings = UploadSettings(),
+        *,
+        on_status: Callable[[UploadStatus], None] | None = None,
+        on_uploaded: Callable[[str, str], None] | None = None,
+        status_file: Path | None = None,
+    ) -> None:
+        self._spool = spool
+        self._store = store
+        self._settings = settings
+        self._on_status = on_status
+        self._on_uploaded = on_uploaded  # (call_id, key) after the store confirmed it
+        self._status_file = status_file  # last success/error for `callrec status` in another process
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._status = UploadStatus()
+        self._status_lock = threading.Lock()
+
+    # ---- any thread ---------------------------------------------------------------------
+    def wake(self) -> None:
+        """Something new is in the spool: start a pass now instead of at the next poll."""
+        self._wake.set()
+
+    def status(self) -> UploadStatus:
+        with self._status_lock:
+            return self._status
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="callrec-uploader", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ---- the uploader thread (or the caller, in synchronous mode) ----------------------
+    def drain(self, timeout: float) -> bool:
+        """Pass until the spool is empty or ``timeout`` seconds passed. True if empty."""
+        deadline = time.monotonic() + timeout
+        backoff = self._settings.initial_backoff_seconds
+        while True:
+            if self.run_pass() and not self._spool.call_ids():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+            backoff = min(backoff * 2, self._settings.max_backoff_seconds)
+
+    def run_pass(self) -> bool:
+        """Upload everything that can be uploaded now. True if nothing failed."""
+        ok = True
+        for call_id in self._spool.call_ids():
+            try:
+                self._upload_call(call_id)
+            except StoreError as exc:
+                ok = False
+                self._record_error(exc)
+                if not exc.transient:
+                    continue  # other calls may still go (e.g. one bad object)
+                break  # the store is unreachable: stop the pass, back off
+            except FileNotFoundError:
+                continue  # the call folder went away under us (another uploader finished it)
+        self._refresh_backlog()
+        return ok
+
+    def _loop(self) -> None:
+        backoff = self._settings.initial_backoff_seconds
+        while not self._stop.is_set():
+            try:
+                ok = self.run_pass()
+            except Exception as exc:  # never die silently: report and keep trying
+                log.exception("uploader pass failed")
+                self._record_error(exc)
+                ok = False
+            if ok:
+                backoff = self._settings.initial_backoff_seconds
+                self._wake.wait(self._settings.idle_poll_seconds)
+            else:
+                wait = self._settings.max_backoff_seconds if self._status.last_error_permanent else backoff
+                self._wake.wait(wait)
+                backoff = min(backoff * 2, self._settings.max_backoff_seconds)
+            self._wake.clear()
+
+    def _upload_call(self, call_id: str) -> None:
+        path = self._spool.call_path(call_id)
+        raw = self._spool.manifest_bytes(call_id)
+        if raw is None:
+            return
+        try:
+            manifest = Manifest.from_json(raw, where=str(path / "manifest.json"))
+        except ManifestError as exc:
+            raise PermanentStoreError(f"spooled manifest unreadable, not uploaded: {exc}") from None
+        spooled = {c.seq: c for c in self._spool.chunks(call_id) if c.sealed}
+        for entry in manifest.chunks:
+            chunk = spooled.get(entry.seq)
+            if chunk is None:
+                continue  # uploaded and deleted in an earlier pass
+            size, sha = sha256_file(chunk.path)
+            if (size, sha) != (entry.bytes, entry.sha256):
+                self._spool.quarantine(chunk.path, call_id, f"spooled chunk differs from its manifest entry (sha256 {sha})")
+                raise PermanentStoreError(f"{call_id} chunk {entry.seq}: spooled file is corrupt; quarantined")
+            key = chunk_key(call_id, entry.name)
+            self._put(call_id, key, chunk.path, entry.sha256, chunk_content_type(entry.name), {
+                "call-id": call_id, "seq": str(entry.seq), "first-frame": str(entry.first_frame),
+                "frames": str(entry.frames), "line": manifest.line_number, "kind": "audio",
+            })
+            chunk.path.unlink()
+            fsync_dir(path)
+        sha = hashlib.sha256(raw).hexdigest()
+        marker = path / UPLOADED
+        done = marker.read_text().strip() if marker.exists() else ""
+        if done != sha:
+            self._put(call_id, manifest_key(call_id), raw, sha, "application/json", {
+                "call-id": call_id, "line": manifest.line_number, "status": manifest.status, "kind": "manifest",
+            })
+            write_atomic(marker, sha.encode())
+        if manifest.status == "complete" and not any(c.sealed for c in self._spool.chunks(call_id)):
+            if not self._spool.is_locked(call_id):
+                shutil.rmtree(path)
+                fsync_dir(path.parent)
+
+    def _put(self, call_id: str, key: str, source, sha: str, content_type: str, metadata: dict[str, str]) -> None:
+        s = self._settings
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientStoreError),
+            wait=wait_exponential_jitter(multiplier=s.initial_backoff_seconds, max=s.max_backoff_seconds),
+            stop=stop_after_attempt(s.max_attempts_per_pass),
+            reraise=True,
+            sleep=self._interruptible_sleep,
+        )
+        receipt = retrying(self._store.put, key, source, sha256=sha, metadata=metadata, content_type=content_type)
+        size = source.stat().st_size if isinstance(source, os.PathLike) else len(source)
+        if receipt.sha256 != sha or receipt.size != size:
+            raise PermanentStoreError(f"{self._store.description} {key}: store confirmed {receipt.size} bytes "
+                                      f"sha256 {receipt.sha256}, expected {size} bytes sha256 {sha}")
+        self._record_success(size)
+        if self._on_uploaded is not None:
+            self._on_uploaded(call_id, key)
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise TransientStoreError("uploader stopping")
+
+    # ---- status ---------------------------------------------------------------------------
+    def _update(self, **changes) -> None:
+        with self._status_lock:
+            before = self._status
+            self._status = replace(self._status, **changes)
+            status = self._status
+        if self._on_status is not None:
+            self._on_status(status)
+        if self._status_file is not None and (status.last_error, status.last_success) != (before.last_error, before.last_success):
+            _write_status_file(self._status_file, status)
+
+    def _record_success(self, size: int) -> None:
+        st = self._status
+        self._update(last_success=datetime.now(timezone.utc), last_error=None, last_error_at=None,
+                     last_error_permanent=False, objects_uploaded=st.objects_uploaded + 1,
+                     bytes_uploaded=st.bytes_uploaded + size)
+
+    def _record_error(self, exc: BaseException) -> None:
+        log.warning("upload failed: %s", exc)
+        self._update(last_error=str(exc), last_error_at=datetime.now(timezone.utc),
+                     last_error_permanent=not getattr(exc, "transient", False))
+
+    def _refresh_backlog(self) -> None:
+        self._update(**spool_backlog(self._spool))
+
+
+def spool_backlog(spool: Spool) -> dict:
+    """What waits in the spool: sealed chunks, their bytes, calls, the oldest chunk's age."""
+    chunks = size = 0
+    oldest = None
+    calls = spool.call_ids()
+    for call_id in calls:
+        try:
+            for c in spool.chunks(call_id):
+                if c.sealed:
+                    st = c.path.stat()
+                    chunks += 1
+                    size += st.st_size
+                    oldest = st.st_mtime if oldest is None else min(oldest, st.st_mtime)
+        except FileNotFoundError:
+            continue  # uploaded and removed while we looked
+    return {"backlog_chunks": chunks, "backlog_bytes": size, "backlog_calls": len(calls),
+            "oldest_age_seconds": None if oldest is None else max(0.0, time.time() - oldest)}
+
+
+def _write_status_file(path: Path, status: UploadStatus) -> None:
+    """Advisory, for `callrec status`: replaced atomically but not fsynced (it is not a record)."""
+    doc = {
+        "last_success": status.last_success.isoformat() if status.last_success else None,
+        "last_error": status.last_error,
+        "last_error_at": status.last_error_at.isoformat() if status.last_error_at else None,
+        "last_error_permanent": status.last_error_permanent,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, path)
+    except OSError:
+        log.debug("could not write %s", path, exc_info=True)
+
+
+def read_status_file(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

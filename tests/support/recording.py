@@ -1,0 +1,73 @@
+"""Helpers to run the real pipeline (recorder → spool → uploader → folder store) in tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from callrec_desktop.archive import decode_call, load_manifest
+from callrec_desktop.audio.encoders import CodecSettings
+from callrec_desktop.audio.sources import SyntheticSource
+from callrec_desktop.recorder import Identity, Recorder, RecordingSettings
+from callrec_desktop.spool import Spool
+from callrec_desktop.storage.folder import FolderStore
+from callrec_desktop.uploader import Uploader
+
+RATE = 16000
+IDENTITY = Identity(agent="agent007", workstation="ws-test", app_version="test")
+
+
+def settings(codec: str = "flac", chunk_seconds: float = 2.0, lookbehind_seconds: float = 0.5,
+             channels: int = 2, rate: int = RATE) -> RecordingSettings:
+    return RecordingSettings(
+        codec=CodecSettings(codec=codec, sample_rate=rate, channels=channels),
+        chunk_frames=round(chunk_seconds * rate),
+        lookbehind_frames=round(lookbehind_seconds * rate),
+    )
+
+
+def two_tones(seconds: float, left_hz: float = 440.0, right_hz: float = 1250.0, rate: int = RATE) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return np.stack([0.3 * np.sin(2 * np.pi * left_hz * t), 0.3 * np.sin(2 * np.pi * right_hz * t)], axis=1).astype(np.float32)
+
+
+def band_db(x: np.ndarray, freq: float, rate: int = RATE) -> float:
+    """Energy (dB) within ±20 Hz of ``freq``."""
+    if len(x) == 0:
+        return -300.0
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / rate)
+    return float(10 * np.log10(spec[(f > freq - 20) & (f < freq + 20)].sum() + 1e-30))
+
+
+@dataclass
+class Pipeline:
+    recorder: Recorder
+    spool: Spool
+    store: FolderStore
+    uploader: Uploader
+
+
+def pipeline(tmp_path: Path, audio: np.ndarray, rec_settings: RecordingSettings, block_frames: int = 1600,
+             source=None) -> Pipeline:
+    spool = Spool(tmp_path / "spool")
+    (tmp_path / "store").mkdir(exist_ok=True)
+    store = FolderStore(tmp_path / "store")
+    src = source or SyntheticSource(audio, sample_rate=rec_settings.codec.sample_rate, block_frames=block_frames)
+    uploader = Uploader(spool, store)
+    rec = Recorder(src, spool, rec_settings, IDENTITY, listeners=[lambda e: uploader.wake()])
+    return Pipeline(rec, spool, store, uploader)
+
+
+def finish(p: Pipeline) -> list:
+    """Run the recorder to the end, upload everything, return the stored manifests."""
+    results = p.recorder.run()
+    assert p.uploader.drain(30), p.uploader.status()
+    assert not p.spool.call_ids(), "spool not empty after upload"
+    return [load_manifest(p.store, m.call_id) for m in results.manifests]
+
+
+def decoded(p: Pipeline, manifest) -> np.ndarray:
+    return decode_call(p.store, manifest)

@@ -1,0 +1,168 @@
+"""The recorder through the real encoders, spool, uploader and folder store.
+
+Frames are checked exactly with FLAC (lossless); Opus is checked by tone energy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from callrec_desktop.core.timeline import EventSource, PaymentInProgressError
+from tests.support.recording import RATE, band_db, decoded, finish, pipeline, settings, two_tones
+
+
+def q16(x: np.ndarray) -> np.ndarray:
+    """What 16-bit FLAC gives back for float input."""
+    return np.clip(np.round(x * 32768), -32768, 32767) / 32768
+
+
+def test_payment_window_is_exact_digital_silence_and_the_rest_is_kept(tmp_path):
+    audio = two_tones(10.0)
+    p = pipeline(tmp_path, audio, settings("flac", chunk_seconds=2.0))
+    p.recorder.start_call("01443 425002", "Council Tax", caller="07700900123", source=EventSource.SCRIPT, at_frame=0)
+    p.recorder.start_payment(source=EventSource.SCRIPT, at_frame=round(3.1 * RATE))
+    p.recorder.end_payment(source=EventSource.SCRIPT, at_frame=round(5.3 * RATE))
+    p.recorder.transfer("Planning", source=EventSource.SCRIPT, at_frame=round(8.0 * RATE))
+    [m] = finish(p)
+    assert m.frames == 8 * RATE
+    assert m.end.reason == "transferred" and m.end.department == "Planning"
+    [pause] = m.pauses
+    assert (pause.reason, pause.source, pause.offset_frames, pause.duration_frames) == (
+        "payment", "script", round(3.1 * RATE), round(5.3 * RATE) - round(3.1 * RATE))
+    out = decoded(p, m)
+    a, b = round(3.1 * RATE), round(5.3 * RATE)
+    assert not out[a:b].any(), "audio inside the payment window reached the store"
+    np.testing.assert_allclose(out[:a], q16(audio[:a]), atol=1 / 32768)
+    np.testing.assert_allclose(out[b:], q16(audio[b : 8 * RATE]), atol=1 / 32768)
+    # chunks tile the kept frames exactly: never across the pause, never past the transfer
+    kept = sum(c.frames for c in m.chunks)
+    assert kept == 8 * RATE - (b - a)
+    assert all(c.first_frame + c.frames <= a or c.first_frame >= b for c in m.chunks)
+
+
+def test_opus_keeps_channels_apart_and_drops_the_payment_tone(tmp_path):
+    t = np.arange(8 * RATE) / RATE
+    agent = 0.3 * np.sin(2 * np.pi * 440 * t)
+    caller = 0.3 * np.sin(2 * np.pi * 1250 * t)
+    caller[3 * RATE : 5 * RATE] = 0.3 * np.sin(2 * np.pi * 1850 * t[3 * RATE : 5 * RATE])  # "card digits"
+    audio = np.stack([agent, caller], axis=1).astype(np.float32)
+    p = pipeline(tmp_path, audio, settings("opus", chunk_seconds=10.0))
+    p.recorder.start_call("01443 425002", "Council Tax", source=EventSource.SCRIPT, at_frame=0)
+    p.recorder.start_payment(source=EventSource.SCRIPT, at_frame=3 * RATE)
+    p.recorder.end_payment(source=EventSource.SCRIPT, at_frame=5 * RATE)
+    [m] = finish(p)
+    out = decoded(p, m)
+    assert band_db(out[:, 1], 1850) < band_db(audio[:, 1], 1850) - 40, "the payment tone survived"
+    assert not out[3 * RATE : 5 * RATE].any()
+    sep_left = band_db(out[RATE : 2 * RATE, 0], 440) - band_db(out[RATE : 2 * RATE, 0], 1250)
+    sep_right = band_db(out[RATE : 2 * RATE, 1], 1250) - band_db(out[RATE : 2 * RATE, 1], 440)
+    assert min(sep_left, sep_right) >= 30, (sep_left, sep_right)
+
+
+def test_a_pause_stamped_in_the_past_within_the_look_behind_still_removes_the_frames(tmp_path):
+    audio = two_tones(6.0)
+    late_by = round(1.5 * RATE)  # look-behind is 2 s here
+    fired = []
+
+    class LateSignalSource:
+        """Wraps the synthetic source: when capture reaches 4 s, a detector stamps a pause at 2.5 s."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def read(self, timeout=None):
+            block = self.inner.read(timeout)
+            if block is not None and not fired and block.start_frame >= 4 * RATE:
+                fired.append(True)
+                p.recorder.start_payment(source=EventSource.AUTOMATIC, at_frame=4 * RATE - late_by)
+            return block
+
+    from callrec_desktop.audio.sources import SyntheticSource
+
+    rs = settings("flac", lookbehind_seconds=2.0)
+    p = pipeline(tmp_path, audio, rs, source=LateSignalSource(SyntheticSource(audio, sample_rate=RATE, block_frames=800)))
+    p.recorder.start_call("01443 425005", "General Enquiries", source=EventSource.SCRIPT, at_frame=0)
+    [m] = finish(p)
+    assert fired
+    out = decoded(p, m)
+    start = 4 * RATE - late_by
+    assert np.count_nonzero(out[:start].any(axis=1)) > 0.99 * start
+    assert not out[start:].any(), "frames after the late-stamped pause reached the store"
+    assert m.pauses[0].source == "automatic" and m.pauses[0].offset_frames == start
+
+
+def test_resume_is_refused_during_a_payment_and_nothing_changes(tmp_path):
+    p = pipeline(tmp_path, two_tones(1.0), settings())
+    p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
+    p.recorder.start_payment(at_frame=100)
+    with pytest.raises(PaymentInProgressError, match="payment"):
+        p.recorder.resume(at_frame=200)
+    assert p.recorder.status().payment_in_progress
+    p.recorder.end_call(at_frame=300)  # ending during a payment is allowed
+    [m] = finish(p)
+    assert m.end.reason == "hangup" and m.frames == 300
+    assert m.pauses[0].duration_frames == 200
+
+
+def test_several_calls_in_one_stream_each_get_their_own_recording(tmp_path):
+    audio = two_tones(9.0)
+    p = pipeline(tmp_path, audio, settings("flac"))
+    r = p.recorder
+    r.start_call("01443 425001", "Environmental Services", at_frame=0)
+    r.end_call(at_frame=2 * RATE)
+    r.start_call("01443 425004", "Planning", at_frame=3 * RATE)
+    r.start_payment(at_frame=3 * RATE)  # payment from the first frame: nothing kept until it ends
+    r.end_payment(at_frame=4 * RATE)
+    r.end_call(at_frame=6 * RATE)
+    r.start_call("lifeline", "Lifeline Emergency Alarm", at_frame=7 * RATE)
+    r.end_call(at_frame=7 * RATE)  # a call with no frames still gets a manifest
+    ms = sorted(finish(p), key=lambda m: m.started_at)
+    assert [m.department for m in ms] == ["Environmental Services", "Planning", "Lifeline Emergency Alarm"]
+    assert [m.frames for m in ms] == [2 * RATE, 3 * RATE, 0]
+    planning = decoded(p, ms[1])
+    assert not planning[:RATE].any()
+    assert np.count_nonzero(planning[RATE:].any(axis=1)) > 0.99 * 2 * RATE  # (sines cross zero on a few frames)
+    assert ms[2].chunks == ()
+
+
+def test_a_call_open_when_the_source_ends_is_finished_and_uploaded(tmp_path):
+    p = pipeline(tmp_path, two_tones(3.0), settings("opus", chunk_seconds=1.0))
+    p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
+    [m] = finish(p)
+    assert m.status == "complete" and m.end.reason == "hangup" and m.frames == 3 * RATE
+    assert [c.seq for c in m.chunks] == [1, 2, 3]
+    assert [c.first_frame for c in m.chunks] == [0, RATE, 2 * RATE]
+
+
+def test_a_full_disk_ends_the_call_as_an_error_and_keeps_what_was_sealed(tmp_path, monkeypatch):
+    """Disk full is simulated by making the chunk writer's file writes raise ENOSPC after the
+    first chunk (no real small filesystem can be mounted unprivileged here)."""
+    import errno
+
+    from callrec_desktop.audio import chunk_writer
+
+    p = pipeline(tmp_path, two_tones(6.0), settings("flac", chunk_seconds=1.0))
+    events = []
+    p.recorder.add_listener(events.append)
+    real_start = chunk_writer.ChunkWriter._start
+
+    def start(self, first_frame):
+        if first_frame >= 2 * RATE:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_start(self, first_frame)
+
+    monkeypatch.setattr(chunk_writer.ChunkWriter, "_start", start)
+    p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
+    results = p.recorder.run()
+    assert any("No space left" in e for e in results.errors)
+    assert any(e.kind == "error" for e in events)
+    assert p.uploader.drain(10)
+    from callrec_desktop.archive import load_manifest, verify_call
+
+    m = load_manifest(p.store, results.manifests[0].call_id)
+    assert m.end.reason == "error"
+    assert [c.first_frame for c in m.chunks] == [0, RATE]
+    assert verify_call(p.store, m) == []
