@@ -1,0 +1,478 @@
+"""``callrec``: the headless command, and its composition root.
+
+Contract (kept stable, documented in the README)::
+
+    callrec record --source SOURCE --script SCRIPT.json --store STORE [--codec opus|flac]
+                   [--chunk-seconds N] [--realtime]
+    callrec export CALL_ID --store STORE --out FILE.wav|.flac
+    callrec verify --store STORE
+    callrec ls --store STORE
+    callrec status
+    callrec credentials set|clear|test --store s3://bucket/prefix
+    callrec demo
+
+Exit codes: 0 success; 1 a recording, upload or verification fault; 2 bad input (config,
+script, source, store URL, arguments), reported before any audio is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+
+from callrec_desktop import __version__
+from callrec_desktop.config import Config, ConfigError, UnknownLineError, load_config
+
+EXIT_FAULT = 1
+EXIT_BAD_INPUT = 2
+
+log = logging.getLogger("callrec")
+
+
+class UsageError(Exception):
+    """Bad input found before anything was recorded: message goes to stderr, exit 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="callrec: %(levelname)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return args.func(args)
+    except (UsageError, ConfigError) as exc:
+        print(f"callrec: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("callrec: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="callrec", description="Headless call recorder (callrec-desktop).")
+    p.add_argument("--version", action="version", version=f"callrec {__version__}")
+    p.add_argument("--config", type=Path, help="an extra settings file read last")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    def store_args(sp: argparse.ArgumentParser, required: bool = True) -> None:
+        sp.add_argument("--store", required=required, help="folder path or s3://bucket/prefix")
+        sp.add_argument("--endpoint-url", help="S3 endpoint (default: settings [store] endpoint_url)")
+
+    r = sub.add_parser("record", help="record a source with a script of call events")
+    r.add_argument("--source", required=True, help="an audio file (mono: agent; stereo: agent left, caller right) or 'device'")
+    r.add_argument("--script", required=True, type=Path, help="JSON list of call events")
+    store_args(r, required=False)
+    r.add_argument("--codec", choices=("opus", "flac"))
+    r.add_argument("--chunk-seconds", type=float)
+    r.add_argument("--realtime", action="store_true", help="feed a file at real-time speed")
+    r.add_argument("--spool", type=Path, help="spool folder (default: settings [paths] spool_dir)")
+    r.add_argument("--upload-timeout", type=float, default=120.0,
+                   help="seconds to wait for the upload at the end (what is left stays spooled)")
+    r.set_defaults(func=cmd_record)
+
+    e = sub.add_parser("export", help="write one recording as a WAV or FLAC file on its own timeline")
+    e.add_argument("call_id")
+    store_args(e)
+    e.add_argument("--out", required=True, type=Path)
+    e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("verify", help="check every recording's objects against its manifest")
+    store_args(v)
+    v.set_defaults(func=cmd_verify)
+
+    ls = sub.add_parser("ls", help="list recordings")
+    store_args(ls)
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    ls.set_defaults(func=cmd_ls)
+
+    st = sub.add_parser("status", help="upload backlog and the last upload result")
+    st.add_argument("--spool", type=Path)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    c = sub.add_parser("credentials", help="S3 credentials in the OS keyring")
+    c.add_argument("action", choices=("set", "clear", "test"))
+    store_args(c)
+    c.add_argument("--access-key", help="access key id (the secret is always read from the terminal or stdin)")
+    c.set_defaults(func=cmd_credentials)
+
+    d = sub.add_parser("demo", help="record a short scripted demo call into the default store")
+    d.add_argument("--store", help="store (default: the embedded folder store)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+# ---- composition ---------------------------------------------------------------------------
+
+
+def _config(args) -> Config:
+    if args.config is not None and not args.config.is_file():
+        raise UsageError(f"--config {args.config}: no such file")
+    env = None
+    if args.config is not None:
+        import os
+
+        env = dict(os.environ, CALLREC_CONFIG=str(args.config))
+    return load_config(env=env) if env is not None else load_config()
+
+
+def _open_store(config: Config, url: str | None, endpoint_url: str | None = None):
+    from callrec_desktop.credentials import CredentialsError, CredentialStore
+    from callrec_desktop.storage.factory import StoreUrlError, open_store, parse_store_url
+
+    s = config.store
+    target = url or config.store_url
+    try:
+        parsed = parse_store_url(target)
+    except StoreUrlError as exc:
+        raise UsageError(str(exc)) from None
+    if parsed[0] == "folder":
+        folder = Path(parsed[1])
+        if not url and not config.store.url:
+            folder.mkdir(parents=True, exist_ok=True)  # the embedded default store: ours to create
+        elif not folder.is_dir():
+            # Never created: a missing folder is usually an unmounted network share.
+            raise UsageError(f"store folder {folder} does not exist (create it, or mount the share)")
+    try:
+        return open_store(
+            target,
+            endpoint_url=endpoint_url or s.endpoint_url or None,
+            region=s.region or None,
+            addressing_style=s.addressing_style,
+            ca_bundle=s.ca_bundle,
+            credentials_provider=CredentialStore().lookup,
+        )
+    except (StoreUrlError, CredentialsError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _recording_settings(config: Config, codec: str | None, chunk_seconds: float | None, channels: int):
+    from callrec_desktop.audio.encoders import CodecSettings
+    from callrec_desktop.recorder import RecordingSettings
+
+    r = config.recorder
+    if chunk_seconds is not None and not (1 <= chunk_seconds <= 300):
+        raise UsageError(f"--chunk-seconds: must be between 1 and 300, got {chunk_seconds}")
+    codec_settings = CodecSettings(
+        codec=codec or r.codec, sample_rate=r.sample_rate, channels=channels,
+        opus_bitrate_per_channel=r.opus_bitrate_per_channel, opus_complexity=r.opus_complexity,
+    )
+    return RecordingSettings(
+        codec=codec_settings,
+        chunk_frames=round((chunk_seconds or r.chunk_seconds) * r.sample_rate),
+        lookbehind_frames=round(r.lookbehind_seconds * r.sample_rate),
+    )
+
+
+def cmd_record(args) -> int:
+    from callrec_desktop.audio.sources import AudioSourceError, open_source
+    from callrec_desktop.core.script import ScriptError, parse_script
+
+    config = _config(args)
+    lines = config.lines
+
+    def check_department(name: str) -> None:
+        if name not in lines.transfer_departments:
+            raise ValueError(f"unknown department {name!r}; known: {', '.join(lines.transfer_departments)}")
+
+    try:
+        text = args.script.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"--script {args.script}: cannot read ({exc.strerror or exc})") from None
+    try:
+        events = parse_script(text, str(args.script), check_line=lines.find, check_department=check_department)
+    except ScriptError as exc:
+        raise UsageError(str(exc)) from None
+    rate = config.recorder.sample_rate
+    realtime = args.realtime or args.source == "device"
+    block_frames = round(config.recorder.block_ms * rate / 1000) if realtime else rate // 2
+    try:
+        source = open_source(
+            args.source, agent_device=config.audio.agent_device, caller_device=config.audio.caller_device or None,
+            channels=config.audio.channels, sample_rate=rate, block_frames=block_frames, realtime=realtime,
+        )
+    except AudioSourceError as exc:
+        raise UsageError(str(exc)) from None
+    settings = _recording_settings(config, args.codec, args.chunk_seconds, source.channels)
+    store = _open_store(config, args.store, args.endpoint_url)
+    return _record(config, source, events, settings, store, args.spool or config.paths.spool_dir,
+                   args.upload_timeout, stop_after_last_event=args.source == "device")
+
+
+def _record(config: Config, source, events, settings, store, spool_dir: Path, upload_timeout: float,
+            *, stop_after_last_event: bool) -> int:
+    from callrec_desktop.core.timeline import EventSource
+    from callrec_desktop.recorder import Identity, Recorder
+    from callrec_desktop.spool import Spool
+    from callrec_desktop.uploader import UploadSettings, Uploader
+
+    spool = Spool(spool_dir)
+    report = spool.recover()
+    for call_id in report.interrupted_calls:
+        print(f"callrec: recovered interrupted call {call_id} from the spool", file=sys.stderr)
+    u = config.upload
+    uploader = Uploader(spool, store, UploadSettings(u.initial_backoff_seconds, u.max_backoff_seconds, u.max_attempts_per_pass),
+                        status_file=spool.root / "upload-status.json")
+    identity = Identity(config.identity.agent_id, config.identity.workstation, _version())
+    recorder = Recorder(source, spool, settings, identity, listeners=[lambda e: uploader.wake()])
+    rate = settings.codec.sample_rate
+    src = EventSource.SCRIPT
+    for e in events:
+        f = e.frame(rate)
+        if e.event == "call_started":
+            line = config.lines.find(e.line)
+            recorder.start_call(line.number or line.id, line.department, caller=e.caller, external_id=e.external_id,
+                                source=src, at_frame=f)
+        elif e.event == "payment_started":
+            recorder.start_payment(source=src, at_frame=f)
+        elif e.event == "payment_ended":
+            recorder.end_payment(source=src, at_frame=f)
+        elif e.event == "transferred":
+            recorder.transfer(e.to, source=src, at_frame=f)
+        elif e.event == "call_ended":
+            recorder.end_call(source=src, at_frame=f)
+    uploader.start()
+    if stop_after_last_event:
+        last = events[-1].frame(rate) + settings.lookbehind_frames // 4
+
+        def stop_when_done() -> None:
+            while recorder_thread.is_alive() and source.frames_captured < last:
+                stop_event.wait(0.05)
+            recorder.stop()
+
+        stop_event = threading.Event()
+        recorder_thread = threading.current_thread()
+        threading.Thread(target=stop_when_done, daemon=True).start()
+    from callrec_desktop.core.timeline import EndReason
+
+    results = recorder.run(end_open_call_as=EndReason.HANGUP)
+    uploader.stop(timeout=30)
+    drained = uploader.drain(upload_timeout)
+    status = uploader.status()
+    for m in results.manifests:
+        print(json.dumps({
+            "call_id": m.call_id, "line": m.line_number, "department": m.department,
+            "duration_seconds": round(m.duration_seconds, 3), "chunks": len(m.chunks),
+            "pauses": len(m.pauses), "end_reason": m.end.reason if m.end else None,
+            "transferred_to": m.end.department if m.end else None,
+            "uploaded": drained, "store": store.description,
+        }), flush=True)
+    for err in results.errors:
+        print(f"callrec: error: {err}", file=sys.stderr)
+    if source.overflows:
+        print(f"callrec: warning: {source.overflows} input overflow(s): audio was lost at the device", file=sys.stderr)
+    if not drained:
+        print(f"callrec: error: upload to {store.description} not finished ({status.backlog_chunks} chunk(s) "
+              f"still spooled in {spool.root}; last error: {status.last_error})", file=sys.stderr)
+    return EXIT_FAULT if results.errors or not drained else 0
+
+
+def cmd_export(args) -> int:
+    from callrec_desktop.archive import ArchiveError, export_call
+    from callrec_desktop.core.ids import InvalidIdError, validate_call_id
+    from callrec_desktop.storage.base import StoreError
+
+    config = _config(args)
+    try:
+        validate_call_id(args.call_id)
+    except InvalidIdError as exc:
+        raise UsageError(str(exc)) from None
+    store = _open_store(config, args.store, args.endpoint_url)
+    try:
+        m = export_call(store, args.call_id, args.out)
+    except ArchiveError as exc:
+        print(f"callrec: error: {exc}", file=sys.stderr)
+        return EXIT_FAULT
+    except StoreError as exc:
+        print(f"callrec: error: {exc}", file=sys.stderr)
+        return EXIT_FAULT
+    print(json.dumps({"call_id": m.call_id, "out": str(args.out), "frames": m.frames,
+                      "sample_rate": m.audio.sample_rate, "channels": m.audio.channels}))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from callrec_desktop.archive import ManifestProblem, iter_manifests, verify_call
+    from callrec_desktop.storage.base import StoreError
+
+    config = _config(args)
+    store = _open_store(config, args.store, args.endpoint_url)
+    calls = faults = chunks = 0
+    try:
+        for m in iter_manifests(store):
+            if isinstance(m, ManifestProblem):
+                faults += 1
+                print(f"FAULT {m.key}: {m.problem}")
+                continue
+            calls += 1
+            chunks += len(m.chunks)
+            problems = verify_call(store, m)
+            faults += len(problems)
+            for p in problems:
+                print(f"FAULT {p}")
+            if m.status != "complete":
+                print(f"NOTE {m.call_id}: provisional manifest (call in progress, or its workstation has not finished uploading)")
+    except StoreError as exc:
+        print(f"callrec: error: {exc}", file=sys.stderr)
+        return EXIT_FAULT
+    print(f"{calls} recording(s), {chunks} chunk(s) checked in {store.description}: "
+          f"{'no faults' if not faults else f'{faults} fault(s)'}")
+    return EXIT_FAULT if faults else 0
+
+
+def cmd_ls(args) -> int:
+    from callrec_desktop.archive import ManifestProblem, iter_manifests
+    from callrec_desktop.storage.base import StoreError
+
+    config = _config(args)
+    store = _open_store(config, args.store, args.endpoint_url)
+    bad = 0
+    try:
+        for m in iter_manifests(store):
+            if isinstance(m, ManifestProblem):
+                bad += 1
+                print(f"callrec: warning: skipped {m.key}: {m.problem}", file=sys.stderr)
+                continue
+            end = m.end.reason if m.end else "in progress"
+            if m.end and m.end.department:
+                end += f" to {m.end.department}"
+            if args.json:
+                print(json.dumps({"call_id": m.call_id, "started_at": m.to_dict()["started_at"], "line": m.line_number,
+                                  "department": m.department, "caller": m.caller, "agent": m.agent,
+                                  "duration_seconds": round(m.duration_seconds, 3), "end": end,
+                                  "pauses": len(m.pauses), "status": m.status}))
+            else:
+                print(f"{m.call_id}  {m.started_at:%Y-%m-%d %H:%M:%S}Z  {m.line_number or '-':<13} "
+                      f"{m.department[:28]:<28} {m.duration_seconds:8.1f}s  {len(m.pauses)} pause(s)  {end}")
+    except StoreError as exc:
+        print(f"callrec: error: {exc}", file=sys.stderr)
+        return EXIT_FAULT
+    return EXIT_FAULT if bad else 0
+
+
+def cmd_status(args) -> int:
+    from callrec_desktop.spool import Spool
+    from callrec_desktop.uploader import read_status_file, spool_backlog
+
+    config = _config(args)
+    spool = Spool(args.spool or config.paths.spool_dir)
+    backlog = spool_backlog(spool)
+    last = read_status_file(spool.root / "upload-status.json")
+    doc = {"spool": str(spool.root), **backlog, **last}
+    if args.json:
+        print(json.dumps(doc))
+    else:
+        age = backlog["oldest_age_seconds"]
+        print(f"spool:        {spool.root}")
+        print(f"backlog:      {backlog['backlog_chunks']} chunk(s), {backlog['backlog_bytes']} bytes in "
+              f"{backlog['backlog_calls']} call(s)" + (f", oldest {age:.0f} s" if age is not None else ""))
+        print(f"last success: {last.get('last_success') or 'never'}")
+        print(f"last error:   {last.get('last_error') or 'none'}")
+    return 0
+
+
+def cmd_credentials(args) -> int:
+    import getpass
+
+    from callrec_desktop.credentials import CredentialsError, CredentialStore, profile_for
+    from callrec_desktop.storage.factory import StoreUrlError, parse_store_url
+
+    config = _config(args)
+    try:
+        parsed = parse_store_url(args.store)
+    except StoreUrlError as exc:
+        raise UsageError(str(exc)) from None
+    if parsed[0] != "s3":
+        raise UsageError(f"--store {args.store}: credentials are only for s3:// stores")
+    bucket = parsed[1]
+    endpoint = args.endpoint_url or config.store.endpoint_url or None
+    creds = CredentialStore()
+    profile = profile_for(endpoint, bucket)
+    try:
+        if args.action == "set":
+            access = args.access_key or input("access key id: ").strip()
+            secret = getpass.getpass("secret access key: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+            if not access or not secret:
+                raise UsageError("both the access key id and the secret are needed")
+            creds.set(profile, access, secret)
+            print(f"stored credentials for {profile} in the OS keyring")
+        elif args.action == "clear":
+            creds.clear(profile)
+            print(f"cleared credentials for {profile}")
+        else:
+            return _test_credentials(config, args)
+    except CredentialsError as exc:
+        print(f"callrec: error: {exc}", file=sys.stderr)
+        return EXIT_FAULT
+    return 0
+
+
+def _test_credentials(config: Config, args) -> int:
+    """Write one small object (write-only credentials cannot read or list)."""
+    import hashlib
+    from datetime import datetime, timezone
+
+    from callrec_desktop.storage.base import StoreError
+
+    store = _open_store(config, args.store, args.endpoint_url)
+    body = json.dumps({"workstation": config.identity.workstation,
+                       "at": datetime.now(timezone.utc).isoformat()}).encode()
+    key = f"health/{_safe_name(config.identity.workstation)}.json"
+    try:
+        store.put(key, body, sha256=hashlib.sha256(body).hexdigest(), metadata={"kind": "health"},
+                  content_type="application/json")
+    except StoreError as exc:
+        print(f"callrec: credentials test failed: {exc}", file=sys.stderr)
+        return EXIT_FAULT
+    print(f"ok: wrote {key} to {store.description}")
+    return 0
+
+
+def _safe_name(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:64] or "workstation"
+
+
+def cmd_demo(args) -> int:
+    """A short scripted call from generated audio: a payment pause and a transfer."""
+    import tempfile
+
+    from callrec_desktop.audio.sources import SyntheticSource
+    from callrec_desktop.demo import demo_call_audio
+    from callrec_desktop.core.script import parse_script
+
+    config = _config(args)
+    rate = config.recorder.sample_rate
+    audio = demo_call_audio(rate)
+    script = json.dumps([
+        {"at": 0.0, "event": "call_started", "line": "01443 425002", "caller": "07700900123"},
+        {"at": 6.0, "event": "payment_started"},
+        {"at": 10.0, "event": "payment_ended"},
+        {"at": 16.0, "event": "transferred", "to": "Planning"},
+    ])
+    events = parse_script(script, "demo script", check_line=config.lines.find)
+    source = SyntheticSource(audio, sample_rate=rate, block_frames=rate // 2)
+    settings = _recording_settings(config, None, None, source.channels)
+    store = _open_store(config, args.store, None)
+    print(f"callrec demo: recording a 20 s call on 01443 425002 (payment pause 6-10 s, transfer at 16 s) "
+          f"into {store.description}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="callrec-demo-spool-") as tmp:
+        spool_dir = config.paths.spool_dir if config.paths.spool_dir else Path(tmp)
+        return _record(config, source, events, settings, store, spool_dir, 60.0, stop_after_last_event=False)
+
+
+def _version() -> str:
+    return __version__
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
