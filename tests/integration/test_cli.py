@@ -1,0 +1,182 @@
+"""The `callrec` command as users and other tools run it: a real subprocess, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+RATE = 16000
+
+
+def run(args, env, check_rc=None):
+    proc = subprocess.run([sys.executable, "-m", "callrec_desktop", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    if check_rc is not None:
+        assert proc.returncode == check_rc, (proc.returncode, proc.stdout, proc.stderr)
+    return proc
+
+
+@pytest.fixture
+def env(tmp_path):
+    cfg = tmp_path / "settings.toml"
+    cfg.write_text(f'[paths]\nspool_dir = "{tmp_path / "spool"}"\nlog_dir = "{tmp_path / "log"}"\n')
+    e = dict(os.environ, CALLREC_CONFIG=str(cfg), XDG_CONFIG_HOME=str(tmp_path / "xdg-config"),
+             XDG_DATA_HOME=str(tmp_path / "xdg-data"), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    (tmp_path / "store").mkdir()
+    return e
+
+
+def tone_file(path: Path, seconds: float, left=440.0, right=1250.0) -> np.ndarray:
+    t = np.arange(round(seconds * RATE)) / RATE
+    audio = np.stack([0.3 * np.sin(2 * np.pi * left * t), 0.3 * np.sin(2 * np.pi * right * t)], axis=1)
+    sf.write(path, audio, RATE, subtype="FLOAT")
+    return audio
+
+
+def write_script(path: Path, events) -> Path:
+    path.write_text(json.dumps(events))
+    return path
+
+
+CALL = [
+    {"at": 0.0, "event": "call_started", "line": "01443 425002", "caller": "07700900123"},
+    {"at": 4.25, "event": "payment_started"},
+    {"at": 7.5, "event": "payment_ended"},
+    {"at": 11.0, "event": "transferred", "to": "Planning"},
+]
+
+
+@pytest.mark.parametrize("codec", ["opus", "flac"])
+def test_record_then_export_has_silence_exactly_over_the_payment_window(tmp_path, env, codec):
+    audio = tone_file(tmp_path / "call.wav", 13.0)
+    script = write_script(tmp_path / "call.json", CALL)
+    rec = run(["record", "--source", tmp_path / "call.wav", "--script", script, "--store", tmp_path / "store",
+               "--codec", codec, "--chunk-seconds", "3"], env, 0)
+    [line] = rec.stdout.splitlines()
+    result = json.loads(line)
+    assert result["end_reason"] == "transferred" and result["transferred_to"] == "Planning"
+    run(["verify", "--store", tmp_path / "store"], env, 0)
+    out = tmp_path / "out.wav"
+    run(["export", result["call_id"], "--store", tmp_path / "store", "--out", out], env, 0)
+    back, rate = sf.read(out, dtype="float32", always_2d=True)
+    assert rate == RATE and back.shape == (11 * RATE, 2)  # nothing after the transfer
+    a, b = round(4.25 * RATE), round(7.5 * RATE)
+    assert not back[a:b].any(), "payment window is not digital silence"
+    kept = np.concatenate([back[:a], back[b:]])
+    assert np.count_nonzero(np.abs(kept).max(axis=1) > 0.01) > 0.95 * len(kept)
+    if codec == "flac":  # lossless: the kept audio is the source, sample for sample (16-bit)
+        np.testing.assert_allclose(back[:a], audio[:a], atol=2 / 32768)
+        np.testing.assert_allclose(back[b:], audio[b : 11 * RATE], atol=2 / 32768)
+    # the spool is empty after a finished upload
+    assert not list((tmp_path / "spool" / "calls").iterdir())
+
+
+def test_several_calls_in_one_script_and_ls(tmp_path, env):
+    tone_file(tmp_path / "shift.wav", 8.0)
+    script = write_script(tmp_path / "shift.json", [
+        {"at": 0.0, "event": "call_started", "line": "01443425001"},
+        {"at": 3.0, "event": "call_ended"},
+        {"at": 4.0, "event": "call_started", "line": "lifeline", "external_id": "cti-42"},
+        {"at": 7.0, "event": "call_ended"},
+    ])
+    rec = run(["record", "--source", tmp_path / "shift.wav", "--script", script, "--store", tmp_path / "store"], env, 0)
+    ids = [json.loads(x)["call_id"] for x in rec.stdout.splitlines()]
+    assert len(ids) == 2
+    ls = run(["ls", "--store", tmp_path / "store", "--json"], env, 0)
+    rows = {r["call_id"]: r for r in map(json.loads, ls.stdout.splitlines())}
+    assert set(rows) == set(ids)
+    assert sorted(r["department"] for r in rows.values()) == ["Environmental Services", "Lifeline Emergency Alarm"]
+    assert all(abs(r["duration_seconds"] - 3.0) < 1e-6 and r["end"] == "hangup" for r in rows.values())
+
+
+@pytest.mark.parametrize("events, expected", [
+    ("not json", "not valid JSON"),
+    ([{"at": 0, "event": "call_started", "line": "01443 999999"}], "unknown line"),
+    ([{"at": 0, "event": "call_started", "line": "01443 425002"}, {"at": 1, "event": "payment_ended"}],
+     "event[1] (payment_ended at 1.0 s): payment cannot end: no payment is in progress"),
+    ([{"at": 2, "event": "call_started", "line": "01443 425002"}, {"at": 1, "event": "call_ended"}],
+     "event[1].at: 1 goes backwards"),
+    ([{"at": 0, "event": "call_started", "line": "01443 425002"}, {"at": 1, "event": "call_started", "line": "01443 425004"}],
+     "cannot start"),
+    ([{"at": 0, "event": "call_started", "line": "01443 425002"}, {"at": 1, "event": "transferred", "to": "Narnia"}],
+     "unknown department 'Narnia'"),
+    ([{"at": 0, "event": "call_started", "line": "01443 425002", "colour": "red"}], "unknown field(s) colour"),
+    ([{"at": -1, "event": "call_started", "line": "01443 425002"}], "event[0].at: must be a non-negative"),
+    ([{"at": 0, "event": "hold"}], "event[0].event: 'hold' is not one of"),
+])
+def test_bad_script_is_a_clear_error_and_nothing_is_written(tmp_path, env, events, expected):
+    tone_file(tmp_path / "call.wav", 2.0)
+    script = tmp_path / "bad.json"
+    script.write_text(events if isinstance(events, str) else json.dumps(events))
+    proc = run(["record", "--source", tmp_path / "call.wav", "--script", script, "--store", tmp_path / "store"], env, 2)
+    assert str(script) in proc.stderr and expected in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list((tmp_path / "store").rglob("*")) == []
+    assert not (tmp_path / "spool").exists() or not list((tmp_path / "spool").rglob("*.opus*"))
+
+
+@pytest.mark.parametrize("make_source, expected", [
+    (lambda d: d / "missing.wav", "missing.wav"),
+    (lambda d: (d / "junk.wav").write_bytes(b"RIFF0000WAVEjunk") and d / "junk.wav", "junk.wav"),
+])
+def test_bad_source_is_a_clear_error(tmp_path, env, make_source, expected):
+    script = write_script(tmp_path / "call.json", CALL)
+    proc = run(["record", "--source", make_source(tmp_path), "--script", script, "--store", tmp_path / "store"], env, 2)
+    assert expected in proc.stderr and "Traceback" not in proc.stderr
+    assert list((tmp_path / "store").rglob("*")) == []
+
+
+def test_bad_config_names_file_and_key_before_touching_audio(tmp_path, env):
+    Path(env["CALLREC_CONFIG"]).write_text("[recorder]\nchunk_seconds = 0\n")
+    proc = run(["record", "--source", tmp_path / "nothing.wav", "--script", tmp_path / "nothing.json",
+                "--store", tmp_path / "store"], env, 2)
+    assert env["CALLREC_CONFIG"] in proc.stderr and "recorder.chunk_seconds" in proc.stderr
+    assert "nothing.wav" not in proc.stderr  # failed before looking at the source
+
+
+def test_missing_store_folder_is_refused_not_created(tmp_path, env):
+    tone_file(tmp_path / "call.wav", 2.0)
+    script = write_script(tmp_path / "call.json", CALL[:1])
+    proc = run(["record", "--source", tmp_path / "call.wav", "--script", script, "--store", tmp_path / "share" / "calls"], env, 2)
+    assert "does not exist" in proc.stderr and not (tmp_path / "share").exists()
+
+
+def test_verify_finds_corrupt_and_missing_chunks_and_export_refuses_them(tmp_path, env):
+    tone_file(tmp_path / "call.wav", 9.0)
+    script = write_script(tmp_path / "call.json", CALL[:1] + [{"at": 8.0, "event": "call_ended"}])
+    call_id = json.loads(run(["record", "--source", tmp_path / "call.wav", "--script", script, "--store",
+                              tmp_path / "store", "--chunk-seconds", "3"], env, 0).stdout)["call_id"]
+    chunks = sorted((tmp_path / "store" / "audio").rglob("*.opus"))
+    assert len(chunks) == 3
+    data = bytearray(chunks[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunks[0].write_bytes(bytes(data))
+    chunks[2].unlink()
+    proc = run(["verify", "--store", tmp_path / "store"], env, 1)
+    assert f"{call_id}: chunk 1 SHA-256" in proc.stdout and f"{call_id}: chunk 3 is missing" in proc.stdout
+    assert "2 fault(s)" in proc.stdout
+    exp = run(["export", call_id, "--store", tmp_path / "store", "--out", tmp_path / "x.wav"], env, 1)
+    assert "chunk 1" in exp.stderr and not (tmp_path / "x.wav").exists()
+
+
+def test_export_of_an_unknown_or_malformed_call_id(tmp_path, env):
+    proc = run(["export", "20261129T092233Z-3f9a1c0b7d2e", "--store", tmp_path / "store", "--out", tmp_path / "x.wav"], env, 1)
+    assert "no recording 20261129T092233Z-3f9a1c0b7d2e" in proc.stderr
+    proc = run(["export", "../../etc/passwd", "--store", tmp_path / "store", "--out", tmp_path / "x.wav"], env, 2)
+    assert "not a call id" in proc.stderr
+
+
+def test_demo_records_into_the_embedded_default_store(tmp_path, env):
+    proc = run(["demo"], env, 0)
+    result = json.loads(proc.stdout.splitlines()[0])
+    assert result["end_reason"] == "transferred" and result["pauses"] == 1
+    store = tmp_path / "xdg-data" / "callrec-desktop" / "store"
+    assert result["store"] == f"folder {store}"
+    run(["verify", "--store", store], env, 0)
