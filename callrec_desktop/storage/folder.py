@@ -1,0 +1,254 @@
+"""The folder store: the embedded default. A local folder or a mounted network share.
+
+Each key is a file ``<root>/<key>``. A put is restic's durable-file recipe: a hidden temp
+file in the target's own folder, opened with mode ``"xb"``; write while hashing; flush;
+fsync; close; check size and SHA-256; atomic ``os.replace``; fsync the folder. A reader never
+sees half a file, and a crash leaves at most a ``.<name>.<random>.tmp`` that listings skip.
+
+Metadata is not stored here (no sidecar files): everything a reader needs about a recording
+is in its manifest, which is itself an object in the store. The S3 store's object metadata
+is only a convenience for people browsing a bucket with other tools.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import secrets
+import stat
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from callrec_desktop.storage.base import (
+    ObjectNotFoundError,
+    PermanentStoreError,
+    PutReceipt,
+    StoreError,
+    TransientStoreError,
+)
+from callrec_desktop.storage.layout import InvalidKeyError, check_prefix, check_relative_key
+
+BLOCK_SIZE = 1024 * 1024
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_NOT_ALLOWED = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR}
+
+
+class FolderStore:
+    """A store in a folder. ``root`` must already exist: it is never created, because a
+    missing root usually means an unmounted network share, and writing into the bare mount
+    point would put recordings on the wrong disk."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).absolute()
+        self.description = f"folder {self.root}"
+
+    def __repr__(self) -> str:
+        return f"FolderStore({str(self.root)!r})"
+
+    # ---- put -------------------------------------------------------------------------
+    def put(
+        self,
+        key: str,
+        source: Path | bytes,
+        *,
+        sha256: str,
+        metadata: Mapping[str, str],  # not stored: see the module docstring
+        content_type: str,
+    ) -> PutReceipt:
+        target = self._path(key)
+        if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
+            raise PermanentStoreError(f"{self.description} {key}: expected SHA-256 is not lowercase hex: {sha256!r}")
+        self._check_root(key)
+        try:
+            existing = _hash_file(target)
+        except FileNotFoundError:
+            existing = None
+        except OSError as exc:
+            raise self._os_error(key, "reading the existing object", exc) from exc
+        if existing is not None and existing[1] == sha256:
+            # Same bytes already there: a repeated put (retry after a lost reply) is harmless.
+            return PutReceipt(key, existing[0], sha256)
+
+        self._make_dirs(target.parent, key)
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            try:
+                with open(tmp, "xb", buffering=0) as out:
+                    size, digest = self._copy(key, source, out)
+                    os.fsync(out.fileno())
+            except StoreError:
+                raise
+            except OSError as exc:
+                raise self._os_error(key, "writing", exc) from exc
+            if digest != sha256:
+                raise PermanentStoreError(
+                    f"{self.description} {key}: checksum mismatch: source has SHA-256 {digest} "
+                    f"({size} bytes), expected {sha256}; nothing stored")
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise self._os_error(key, "renaming into place", exc) from exc
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        try:
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            raise self._os_error(key, "syncing the folder", exc) from exc
+        return PutReceipt(key, size, digest)
+
+    def _copy(self, key: str, source: Path | bytes, out) -> tuple[int, str]:
+        h = hashlib.sha256()
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            h.update(data)
+            _write_all(out, data)
+            return len(data), h.hexdigest()
+        size = 0
+        try:
+            src = open(source, "rb")
+        except OSError as exc:
+            # The local source is gone or unreadable: retrying the store will not help.
+            raise PermanentStoreError(f"{self.description} {key}: cannot read source {source}: {exc.strerror or exc}") from exc
+        with src:
+            while True:
+                try:
+                    block = src.read(BLOCK_SIZE)
+                except OSError as exc:
+                    raise PermanentStoreError(f"{self.description} {key}: cannot read source {source}: {exc.strerror or exc}") from exc
+                if not block:
+                    break
+                h.update(block)
+                _write_all(out, block)
+                size += len(block)
+        return size, h.hexdigest()
+
+    # ---- get / list --------------------------------------------------------------------
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            self._check_root(key)
+            raise ObjectNotFoundError(f"{self.description} {key}: no such object") from None
+        except IsADirectoryError:
+            raise ObjectNotFoundError(f"{self.description} {key}: no such object (a folder)") from None
+        except OSError as exc:
+            raise self._os_error(key, "reading", exc) from exc
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Keys under ``prefix`` in lexical order, streamed; temp and hidden files skipped."""
+        try:
+            check_prefix(prefix)
+        except InvalidKeyError as exc:
+            raise PermanentStoreError(f"{self.description}: {exc}") from None
+        self._check_root(prefix)
+        start = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+        return self._walk(start, prefix)
+
+    def _walk(self, rel_dir: str, prefix: str) -> Iterator[str]:
+        try:
+            with os.scandir(self.root / rel_dir if rel_dir else self.root) as it:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it if not e.name.startswith(".")]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise self._os_error(rel_dir or "/", "listing", exc) from exc
+        # Sorting directories as "name/" yields full keys in exact lexical order
+        # ("a-c" < "a/b"), the same order S3 lists in.
+        entries.sort(key=lambda e: e[0] + "/" if e[1] else e[0])
+        for name, is_dir in entries:
+            key = rel_dir + name
+            if is_dir:
+                sub = key + "/"
+                if sub.startswith(prefix) or prefix.startswith(sub):
+                    yield from self._walk(sub, prefix)
+            elif key.startswith(prefix):
+                yield key
+
+    # ---- helpers -----------------------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        try:
+            check_relative_key(key)
+        except InvalidKeyError as exc:
+            raise PermanentStoreError(f"{self.description}: {exc}") from None
+        return self.root.joinpath(*key.split("/"))
+
+    def _check_root(self, key: str) -> None:
+        try:
+            st = os.stat(self.root)
+        except FileNotFoundError:
+            raise TransientStoreError(
+                f"{self.description} {key}: store folder not found (network share not mounted?)") from None
+        except OSError as exc:
+            raise self._os_error(key, "reaching the store folder", exc) from exc
+        if not stat.S_ISDIR(st.st_mode):
+            raise PermanentStoreError(f"{self.description} {key}: store root is not a folder")
+
+    def _make_dirs(self, folder: Path, key: str) -> None:
+        """Create missing folders below the root, fsyncing each parent so they survive a crash."""
+        missing = []
+        p = folder
+        while p != self.root and not p.is_dir():
+            missing.append(p)
+            p = p.parent
+        for d in reversed(missing):
+            try:
+                os.mkdir(d)
+            except FileExistsError:
+                if not d.is_dir():
+                    raise PermanentStoreError(f"{self.description} {key}: {d} exists and is not a folder") from None
+                continue
+            except OSError as exc:
+                raise self._os_error(key, "creating folders", exc) from exc
+            try:
+                _fsync_dir(d.parent)
+            except OSError as exc:
+                raise self._os_error(key, "syncing the folder", exc) from exc
+
+    def _os_error(self, key: str, doing: str, exc: OSError) -> StoreError:
+        what = exc.strerror or str(exc)
+        if exc.errno in _DISK_FULL:
+            return PermanentStoreError(f"{self.description} {key}: disk full or quota exceeded while {doing} ({what})")
+        if exc.errno in _NOT_ALLOWED:
+            return PermanentStoreError(f"{self.description} {key}: not allowed while {doing} ({what})")
+        # Anything else (EIO, ESTALE, ENOTCONN, EHOSTDOWN...) is most often a network share
+        # that went away for a while: worth retrying.
+        return TransientStoreError(f"{self.description} {key}: I/O error while {doing} ({what})")
+
+
+def _write_all(out, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = out.write(view)  # unbuffered FileIO may write less than asked
+        view = view[n:]
+
+
+def _hash_file(path: Path) -> tuple[int, str]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK_SIZE):
+            h.update(block)
+            size += len(block)
+    return size, h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name == "nt":  # Windows cannot open a folder for fsync; NTFS journals the rename.
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

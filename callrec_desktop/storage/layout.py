@@ -1,0 +1,139 @@
+"""Object keys: which key holds what. Pure functions, no I/O.
+
+Every key is built from a validated call id (``core.ids``) and, for audio, a chunk file name
+of the exact form ``core.manifest.chunk_file_name`` makes. Nothing else (no line number, no
+caller, no department) ever becomes part of a key, so no metadata can steer a write anywhere.
+
+    manifests/YYYY/MM/DD/<call_id>.json        one per call, rewritten as the call goes on
+    audio/YYYY/MM/DD/<call_id>/<NNNNNN>.<ext>  sealed chunks, write-once
+
+Manifests live under their own prefix so that listing a day's calls never lists audio.
+The date partition is the call's UTC start date, read from the call id.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from callrec_desktop.core.ids import InvalidIdError, call_date, validate_call_id
+
+MANIFESTS_ROOT = "manifests/"
+AUDIO_ROOT = "audio/"
+MANIFEST_CONTENT_TYPE = "application/json"
+CHUNK_NAME_RE = re.compile(r"^\d{6}\.(opus|flac)$")
+_CHUNK_CONTENT_TYPES = {"opus": "audio/ogg", "flac": "audio/flac"}
+_MANIFEST_KEY_RE = re.compile(r"^manifests/(\d{4})/(\d{2})/(\d{2})/([^/]+)\.json$")
+
+
+class InvalidKeyError(ValueError):
+    """A string that should be (part of) an object key is not acceptable."""
+
+
+def _day_path(day: date) -> str:
+    return f"{day.year:04d}/{day.month:02d}/{day.day:02d}"
+
+
+def validate_chunk_name(name: object) -> str:
+    """Return ``name`` if it is a chunk file name like ``000001.opus``, else raise."""
+    # isascii: \d matches other scripts' digits too; "000001.opus" must be plain ASCII.
+    if not isinstance(name, str) or not name.isascii() or not CHUNK_NAME_RE.fullmatch(name):
+        raise InvalidKeyError(f"not a chunk file name: {name!r} (expected like 000001.opus)")
+    if name[:6] == "000000":
+        raise InvalidKeyError(f"not a chunk file name: {name!r} (sequence numbers start at 1)")
+    return name
+
+
+def manifest_key(call_id: str) -> str:
+    """``manifests/YYYY/MM/DD/<call_id>.json``."""
+    call_id = validate_call_id(call_id)
+    return f"{MANIFESTS_ROOT}{_day_path(call_date(call_id))}/{call_id}.json"
+
+
+def audio_prefix(call_id: str) -> str:
+    """``audio/YYYY/MM/DD/<call_id>/``: every chunk of one call."""
+    call_id = validate_call_id(call_id)
+    return f"{AUDIO_ROOT}{_day_path(call_date(call_id))}/{call_id}/"
+
+
+def chunk_key(call_id: str, name: str) -> str:
+    """``audio/YYYY/MM/DD/<call_id>/<name>`` with ``name`` like ``000001.opus``."""
+    return audio_prefix(call_id) + validate_chunk_name(name)
+
+
+def manifests_prefix(day: date | None = None) -> str:
+    """``manifests/YYYY/MM/DD/`` for one UTC day, or ``manifests/`` for all."""
+    if day is None:
+        return MANIFESTS_ROOT
+    if not isinstance(day, date):
+        raise TypeError(f"manifests_prefix needs a date, got {type(day).__name__}")
+    return f"{MANIFESTS_ROOT}{_day_path(day)}/"
+
+
+def call_id_from_manifest_key(key: str) -> str:
+    """The call id of a manifest key; raises ``InvalidKeyError`` for anything else.
+
+    Checks that the date partition agrees with the id, so a key placed by hand in the wrong
+    folder is noticed rather than silently accepted.
+    """
+    m = _MANIFEST_KEY_RE.fullmatch(key) if isinstance(key, str) else None
+    if not m:
+        raise InvalidKeyError(f"not a manifest key: {key!r}")
+    try:
+        call_id = validate_call_id(m.group(4))
+    except InvalidIdError as exc:
+        raise InvalidKeyError(f"not a manifest key: {key!r} ({exc})") from None
+    if key != manifest_key(call_id):
+        raise InvalidKeyError(f"manifest key {key!r}: date folder does not match the call id")
+    return call_id
+
+
+def chunk_content_type(name: str) -> str:
+    """``audio/ogg`` for Opus chunks (Ogg container), ``audio/flac`` for FLAC chunks."""
+    return _CHUNK_CONTENT_TYPES[validate_chunk_name(name).rsplit(".", 1)[1]]
+
+
+def check_relative_key(key: object) -> str:
+    """Defence in depth for stores: refuse keys that could escape the store's root.
+
+    Layout only makes safe keys, but a store must not trust its caller: refuse empty,
+    absolute, ``.``/``..`` or empty components, backslashes, drive letters, control
+    characters and non-ASCII (look-alikes). Listing prefixes go through ``check_prefix``.
+    """
+    if not isinstance(key, str) or not key:
+        raise InvalidKeyError(f"refused key {key!r}: empty or not a string")
+    _check_chars(key)
+    if key.startswith("/") or key.endswith("/"):
+        raise InvalidKeyError(f"refused key {key!r}: absolute or ends with '/'")
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            raise InvalidKeyError(f"refused key {key!r}: empty, '.' or '..' component")
+        if part.startswith("."):
+            # Hidden names are reserved for a store's own temporary files.
+            raise InvalidKeyError(f"refused key {key!r}: component starts with '.'")
+    return key
+
+
+def check_prefix(prefix: object) -> str:
+    """Like ``check_relative_key`` for a listing prefix: may be empty or end with '/'."""
+    if not isinstance(prefix, str):
+        raise InvalidKeyError(f"refused prefix {prefix!r}: not a string")
+    if prefix == "":
+        return prefix
+    _check_chars(prefix)
+    if prefix.startswith("/"):
+        raise InvalidKeyError(f"refused prefix {prefix!r}: absolute")
+    parts = prefix.split("/")
+    if parts[-1] == "":
+        parts = parts[:-1]
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise InvalidKeyError(f"refused prefix {prefix!r}: empty, '.' or '..' component")
+    return prefix
+
+
+def _check_chars(text: str) -> None:
+    if not text.isascii() or any(ord(c) < 0x20 or c == "\x7f" for c in text):
+        raise InvalidKeyError(f"refused key {text!r}: non-ASCII or control character")
+    if "\\" in text or ":" in text:
+        raise InvalidKeyError(f"refused key {text!r}: backslash or ':' (drive letter)")

@@ -1,0 +1,323 @@
+"""The S3 store: any S3-compatible service (AWS S3, MinIO, Ceph RGW, SeaweedFS).
+
+A put sends ``x-amz-checksum-sha256``; the service refuses the object (``BadDigest``) unless the
+bytes it received have that SHA-256, and we then check that the reply echoes the same
+checksum. The agent's credentials may be write-only, so ``put`` never reads (no HEAD, GET or
+LIST). The botocore client does not retry (``max_attempts=1``): the uploader retries with its
+own backoff, and two retry layers would multiply each other.
+
+Errors are classified into ``TransientStoreError`` (retry) and ``PermanentStoreError``; their
+messages name ``s3://bucket/prefix`` and the key, and never a credential.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.exceptions as bce
+import urllib3.exceptions
+from botocore.config import Config
+
+from callrec_desktop.storage.base import (
+    ObjectNotFoundError,
+    PermanentStoreError,
+    PutReceipt,
+    StoreError,
+    TransientStoreError,
+)
+from callrec_desktop.storage.layout import InvalidKeyError, check_prefix, check_relative_key
+
+ADDRESSING_STYLES = ("auto", "path", "virtual")
+MAX_METADATA_BYTES = 2048  # AWS's limit for all user metadata keys and values together
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
+_META_KEY_BAD = re.compile(r"[^a-z0-9-]+")
+# Printable ASCII other than '%' passes; anything else is percent-encoded UTF-8, so a value is
+# recovered exactly with urllib.parse.unquote.
+_META_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+_TRANSIENT_CODES = {
+    "SlowDown", "RequestTimeout", "Throttling", "ThrottlingException", "RequestThrottled",
+    "RequestLimitExceeded", "TooManyRequests", "TooManyRequestsException", "InternalError",
+    "ServiceUnavailable", "OperationAborted",
+}
+_NOT_FOUND_CODES = {"NoSuchKey", "NotFound", "404"}
+_TRANSIENT_BOTO = (
+    bce.EndpointConnectionError, bce.ConnectionClosedError, bce.ReadTimeoutError,
+    bce.ConnectTimeoutError, bce.ProxyConnectionError, bce.ResponseStreamingError,
+    bce.HTTPClientError,
+)
+
+
+class _Redactor:
+    """Holds the strings that must never appear in a message; shows nothing of them."""
+
+    def __init__(self, secrets_: tuple[str, ...]) -> None:
+        self._secrets = tuple(s for s in secrets_ if s)
+
+    def __call__(self, text: str) -> str:
+        for s in self._secrets:
+            text = text.replace(s, "<redacted>")
+        return text
+
+    def __repr__(self) -> str:
+        return "<redacted>"
+
+
+def sanitise_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """S3 user metadata travels in HTTP headers: ASCII keys ``[a-z0-9-]``, ASCII values.
+
+    Keys are lower-cased with other characters turned into '-' (``call_id`` → ``call-id``);
+    values keep printable ASCII and percent-encode the rest (and '%') as UTF-8.
+    Raises ``ValueError`` on key collisions, empty keys, or more than 2 KB in total.
+    """
+    out: dict[str, str] = {}
+    total = 0
+    for raw_key, raw_value in metadata.items():
+        key = _META_KEY_BAD.sub("-", str(raw_key).lower()).strip("-")
+        if not key:
+            raise ValueError(f"metadata key {raw_key!r} has no usable characters")
+        if key in out:
+            raise ValueError(f"metadata keys collide after sanitising: {key!r}")
+        value = urllib.parse.quote(str(raw_value), safe=_META_SAFE)
+        # HTTP trims surrounding blanks from header values: keep them by encoding.
+        stripped = value.strip(" ")
+        if stripped != value:
+            lead = len(value) - len(value.lstrip(" "))
+            trail = len(value) - len(value.rstrip(" "))
+            value = "%20" * lead + stripped + "%20" * trail
+        out[key] = value
+        total += len(key) + len(value)
+    if total > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata is {total} bytes, more than S3 allows ({MAX_METADATA_BYTES})")
+    return out
+
+
+class S3Store:
+    """A store in ``s3://bucket/prefix``. Credentials: the pair given, else boto3's chain."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        addressing_style: str = "auto",
+        ca_bundle: str | os.PathLike[str] | None = None,
+        credentials: tuple[str, str] | None = None,
+        connect_timeout: float = 5,
+        read_timeout: float = 30,
+    ) -> None:
+        if not isinstance(bucket, str) or not _BUCKET_RE.fullmatch(bucket):
+            raise ValueError(f"not an S3 bucket name: {bucket!r}")
+        if addressing_style not in ADDRESSING_STYLES:
+            raise ValueError(f"addressing_style must be one of {', '.join(ADDRESSING_STYLES)}, got {addressing_style!r}")
+        prefix = (prefix or "").strip("/")
+        if prefix:
+            try:
+                check_prefix(prefix + "/")
+            except InvalidKeyError as exc:
+                raise ValueError(f"bad S3 prefix: {exc}") from None
+            prefix += "/"
+        if endpoint_url is not None:
+            parts = urllib.parse.urlsplit(endpoint_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"endpoint URL must be http(s)://host[:port], got {endpoint_url!r}")
+            if parts.username or parts.password:
+                # Never accept credentials in a URL: URLs end up in logs and messages.
+                raise ValueError("endpoint URL must not contain a user name or password; use the keyring")
+        self.bucket = bucket
+        self.prefix = prefix
+        self.endpoint_url = endpoint_url
+        self.url = f"s3://{bucket}/{prefix}"
+        self.description = f"{self.url} at {endpoint_url or 'AWS' + (f' {region}' if region else '')}"
+        self._redact = _Redactor(tuple(credentials) if credentials else ())
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": addressing_style},
+            # No retry here. Note: in a Config, "max_attempts" counts *retries* (botocore
+            # turns max_attempts=1 into total_max_attempts=2); "total_max_attempts" counts the
+            # first try too, so 1 means exactly one request per put.
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            # Only send checksums we ask for (ours), and no CRC trailers some
+            # S3-compatible services reject.
+            request_checksum_calculation="when_required",
+        )
+        kwargs: dict[str, Any] = {"endpoint_url": endpoint_url, "region_name": region, "config": config}
+        if ca_bundle is not None:
+            kwargs["verify"] = os.fspath(ca_bundle)
+        if credentials is not None:
+            access_key, secret_key = credentials
+            kwargs["aws_access_key_id"] = access_key
+            kwargs["aws_secret_access_key"] = secret_key
+        # A session of our own: boto3's default session is a module-level singleton.
+        self._client = boto3.session.Session().client("s3", **kwargs)
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.description!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ---- put -------------------------------------------------------------------------
+    def put(
+        self,
+        key: str,
+        source: Path | bytes,
+        *,
+        sha256: str,
+        metadata: Mapping[str, str],
+        content_type: str,
+    ) -> PutReceipt:
+        self._check_key(key)
+        if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
+            raise PermanentStoreError(f"{self.url} {key}: expected SHA-256 is not lowercase hex: {sha256!r}")
+        try:
+            meta = sanitise_metadata(metadata)
+        except ValueError as exc:
+            raise PermanentStoreError(f"{self.url} {key}: {exc}") from None
+        checksum = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
+        body, size = self._open_source(key, source)  # reopened for each attempt
+        try:
+            response = self._client.put_object(
+                Bucket=self.bucket, Key=self.prefix + key, Body=body, ContentLength=size,
+                ContentType=content_type, ChecksumSHA256=checksum, Metadata=meta)
+        except Exception as exc:
+            raise self._classify(exc, key, "put") from exc
+        finally:
+            if not isinstance(body, bytes):
+                body.close()
+        echoed = response.get("ChecksumSHA256")
+        if echoed is not None:
+            if echoed != checksum:
+                raise PermanentStoreError(
+                    f"{self.url} {key}: store confirmed SHA-256 {_b64_to_hex(echoed)}, we sent {sha256}")
+            return PutReceipt(key, size, sha256)
+        # Fallback for services that do not echo x-amz-checksum-sha256 (some older
+        # S3-compatibles ignore the header altogether): for a single-part put without
+        # SSE-KMS the ETag is the MD5 of the bytes stored. Compare it with our own MD5, and
+        # check our SHA-256 locally, since such a service did not check it for us.
+        etag = str(response.get("ETag", "")).strip('"')
+        local_sha, local_md5 = self._local_digests(key, source)
+        if local_sha != sha256:
+            raise PermanentStoreError(
+                f"{self.url} {key}: checksum mismatch: source has SHA-256 {local_sha}, expected {sha256}")
+        if etag.lower() != local_md5:
+            raise PermanentStoreError(
+                f"{self.url} {key}: store did not confirm the checksum (no x-amz-checksum-sha256 "
+                f"in the reply and ETag {etag!r} is not the MD5 of what we sent)")
+        return PutReceipt(key, size, sha256)
+
+    def _open_source(self, key: str, source: Path | bytes):
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            return data, len(data)
+        try:
+            f = open(source, "rb")
+            return f, os.fstat(f.fileno()).st_size
+        except OSError as exc:
+            raise PermanentStoreError(f"{self.url} {key}: cannot read source {source}: {exc.strerror or exc}") from exc
+
+    def _local_digests(self, key: str, source: Path | bytes) -> tuple[str, str]:
+        sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            sha.update(source)
+            md5.update(source)
+        else:
+            try:
+                with open(source, "rb") as f:
+                    while block := f.read(1024 * 1024):
+                        sha.update(block)
+                        md5.update(block)
+            except OSError as exc:
+                raise PermanentStoreError(f"{self.url} {key}: cannot read source {source}: {exc.strerror or exc}") from exc
+        return sha.hexdigest(), md5.hexdigest()
+
+    # ---- get / list --------------------------------------------------------------------
+    def get(self, key: str) -> bytes:
+        self._check_key(key)
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            with response["Body"] as body:
+                return body.read()
+        except Exception as exc:
+            raise self._classify(exc, key, "get") from exc
+
+    def list(self, prefix: str) -> Iterator[str]:
+        try:
+            check_prefix(prefix)
+        except InvalidKeyError as exc:
+            raise PermanentStoreError(f"{self.url}: {exc}") from None
+        return self._list(prefix)
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        cut = len(self.prefix)
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix + prefix)
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    yield obj["Key"][cut:]
+        except Exception as exc:
+            raise self._classify(exc, prefix or "(all)", "list") from exc
+
+    # ---- helpers -----------------------------------------------------------------------
+    def _check_key(self, key: str) -> None:
+        try:
+            check_relative_key(key)
+        except InvalidKeyError as exc:
+            raise PermanentStoreError(f"{self.url}: {exc}") from None
+
+    def _classify(self, exc: Exception, key: str, op: str) -> StoreError:
+        """Map a botocore/urllib3 failure onto transient or permanent, with a clean message."""
+        where = f"{self.url} {key}"
+        if isinstance(exc, StoreError):
+            return exc
+        if isinstance(exc, bce.ClientError):
+            err = exc.response.get("Error", {}) or {}
+            code = str(err.get("Code", "") or "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            text = self._redact(f"{op} failed: {code or 'error'} (HTTP {status}): {err.get('Message', '')}".rstrip(": "))
+            if op == "get" and (code in _NOT_FOUND_CODES or status == 404):
+                return ObjectNotFoundError(f"{where}: no such object")
+            if code in _TRANSIENT_CODES or (isinstance(status, int) and (status >= 500 or status in (408, 429))):
+                return TransientStoreError(f"{where}: {text}")
+            # AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch, BadDigest, InvalidDigest,
+            # NoSuchBucket, other 4xx: the same request will fail the same way.
+            return PermanentStoreError(f"{where}: {text}")
+        if isinstance(exc, (bce.NoCredentialsError, bce.PartialCredentialsError)):
+            return PermanentStoreError(
+                f"{where}: {op} failed: no S3 credentials found (store them in the OS keyring "
+                f"with the settings dialog, or use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+        if isinstance(exc, bce.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return PermanentStoreError(
+                f"{where}: {op} failed: TLS certificate not trusted (set the CA bundle): {self._redact(str(exc))}")
+        if isinstance(exc, _TRANSIENT_BOTO):
+            return TransientStoreError(f"{where}: {op} failed: {type(exc).__name__}: {self._redact(str(exc))}")
+        if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)):
+            return TransientStoreError(f"{where}: {op} failed: connection problem: {type(exc).__name__}: {self._redact(str(exc))}")
+        if isinstance(exc, bce.BotoCoreError):
+            # Parameter validation, unseekable body, bad region or endpoint: configuration
+            # problems that retrying cannot fix.
+            return PermanentStoreError(f"{where}: {op} failed: {type(exc).__name__}: {self._redact(str(exc))}")
+        if isinstance(exc, OSError):
+            return TransientStoreError(f"{where}: {op} failed: {type(exc).__name__}: {self._redact(str(exc))}")
+        raise exc
+
+
+def _b64_to_hex(value: str) -> str:
+    try:
+        return base64.b64decode(value).hex()
+    except ValueError:
+        return repr(value)
