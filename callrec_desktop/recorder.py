@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from callrec_desktop.audio.chunk_writer import ChunkWriter
 from callrec_desktop.audio.encoders import CodecSettings
 from callrec_desktop.audio.lookbehind import LookBehindBuffer
-from callrec_desktop.audio.sources import AudioBlock, AudioSource
+from callrec_desktop.audio.sources import AudioBlock, AudioSource, AudioSourceError
 from callrec_desktop.core.ids import new_call_id
 from callrec_desktop.core.manifest import AudioFormat, EndInfo, Manifest, PauseEntry
 from callrec_desktop.core.timeline import (
@@ -59,7 +59,7 @@ class RecorderEvent:
     """What the recorder tells its listeners. Delivered on the recorder thread (or the calling
     thread for ``state_changed``): listeners must return quickly and never block."""
 
-    kind: str  # call_opened | chunk_sealed | manifest_written | call_finished | state_changed | error | late_event
+    kind: str  # call_opened | chunk_sealed | manifest_written | call_finished | state_changed | error | late_event | source_failed
     call_id: str | None = None
     detail: object = None
 
@@ -99,6 +99,7 @@ class Recorder:
         identity: Identity,
         *,
         listeners: Iterable[Callable[[RecorderEvent], None]] = (),
+        block_observers: Iterable[Callable[[AudioBlock], None]] = (),
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         if settings.codec.channels != source.channels:
@@ -114,6 +115,9 @@ class Recorder:
         self._settings = settings
         self._identity = identity
         self._listeners = list(listeners)
+        # Called on the recorder thread with every captured block, before the look-behind
+        # buffer (level meters, the DTMF detector). They must be quick and must not block.
+        self._block_observers = list(block_observers)
         self._clock = clock
         self._rate = settings.codec.sample_rate
         self._lock = threading.Lock()  # guards _timeline and _gated_to; held briefly, never during I/O
@@ -203,21 +207,35 @@ class Recorder:
         A call still open at the end is ended with ``end_open_call_as`` (default: hangup when
         the source simply ran out, interrupted when stopped).
         """
-        self._source.start()
+        source_failed = False
         try:
+            self._source.start()
             while not self._stop.is_set():
                 block = self._source.read(timeout=0.2)
                 if block is None:
                     break
                 if len(block.data) == 0:
                     continue
+                for observe in self._block_observers:
+                    observe(block)
                 for ready in self._lookbehind.push(block):
                     self._gate(ready)
+        except AudioSourceError as exc:
+            # The device vanished (or never opened): keep what was captured, end the call as
+            # interrupted, and say so. The caller decides whether to start capturing again.
+            source_failed = True
+            message = f"audio capture stopped: {exc}"
+            log.error(message)
+            self.results.errors.append(message)
+            self._emit(RecorderEvent("source_failed", None, exc))
         finally:
             self._source.stop()
             for ready in self._lookbehind.drain():
                 self._gate(ready)
-            reason = end_open_call_as or (EndReason.INTERRUPTED if self._stop.is_set() else EndReason.HANGUP)
+            if source_failed:
+                reason = EndReason.INTERRUPTED
+            else:
+                reason = end_open_call_as or (EndReason.INTERRUPTED if self._stop.is_set() else EndReason.HANGUP)
             with self._lock:
                 s = self._timeline.current
                 if s is not None and s.state is not CallState.ENDED:

@@ -166,3 +166,36 @@ def test_a_full_disk_ends_the_call_as_an_error_and_keeps_what_was_sealed(tmp_pat
     assert m.end.reason == "error"
     assert [c.first_frame for c in m.chunks] == [0, RATE]
     assert verify_call(p.store, m) == []
+
+
+def test_a_vanished_device_ends_the_call_as_interrupted_and_keeps_what_was_captured(tmp_path):
+    """The device source is replaced by a synthetic one that raises the device source's own
+    DeviceLostError after 3 s (the real loss is tested against the virtual audio server)."""
+    from callrec_desktop.audio.sources import DeviceLostError, SyntheticSource
+
+    audio = two_tones(6.0)
+
+    class VanishingSource:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def read(self, timeout=None):
+            block = self.inner.read(timeout)
+            if block is not None and block.start_frame >= 3 * RATE:
+                raise DeviceLostError("input device 'pulse' vanished")
+            return block
+
+    p = pipeline(tmp_path, audio, settings("flac", lookbehind_seconds=0.5),
+                 source=VanishingSource(SyntheticSource(audio, sample_rate=RATE, block_frames=800)))
+    events = []
+    p.recorder.add_listener(events.append)
+    p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
+    [m] = finish(p)
+    assert m.end.reason == "interrupted" and m.frames == 3 * RATE
+    assert np.count_nonzero(decoded(p, m).any(axis=1)) > 0.99 * 3 * RATE
+    failed = [e for e in events if e.kind == "source_failed"]
+    assert failed and "vanished" in str(failed[0].detail)
+    assert any("audio capture stopped" in e for e in p.recorder.results.errors)
