@@ -139,6 +139,23 @@ class UploadSettings:
 
 
 @dataclass(frozen=True)
+class ControlSettings:
+    """The local control API (softphones, CTI, payment pages): loopback only, token required."""
+
+    enabled: bool = True
+    port: int = 47800
+
+
+@dataclass(frozen=True)
+class TriggerSettings:
+    """Automatic payment pause triggers."""
+
+    payment_window_titles: tuple[str, ...] = ()  # regular expressions, matched case-insensitively
+    focus_poll_ms: int = 300
+    dtmf_enabled: bool = True
+
+
+@dataclass(frozen=True)
 class IdentitySettings:
     """Who records where; ``load_config`` fills empty values from the OS."""
 
@@ -230,6 +247,8 @@ class Config:
     identity: IdentitySettings
     paths: PathsSettings
     lines: Lines
+    control: ControlSettings = ControlSettings()
+    triggers: TriggerSettings = TriggerSettings()
     sources: tuple[Path, ...] = ()  # settings files read, in order (the lines file is ``lines.source``)
 
     @property
@@ -290,6 +309,15 @@ _SCHEMA: Mapping[str, Mapping[str, _Key]] = {
     "lines": {
         "file": _Key("path"),
     },
+    "control": {
+        "enabled": _Key("bool"),
+        "port": _Key("int", lo=1024, hi=65535),
+    },
+    "triggers": {
+        "payment_window_titles": _Key("str_list", choices=("regex",)),
+        "focus_poll_ms": _Key("int", lo=50, hi=5000),
+        "dtmf_enabled": _Key("bool"),
+    },
 }
 
 _S3_URL_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
@@ -323,6 +351,20 @@ def _got(value: Any) -> str:
 
 def _check(spec: _Key, value: Any, base_dir: Path, fail: Any) -> Any:
     """Validate and convert one value; ``fail(problem)`` builds the ConfigError."""
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise fail(f"expected true or false, got {_got(value)}")
+        return value
+    if spec.kind == "str_list":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise fail(f"expected a list of non-empty strings, got {_got(value)}")
+        if spec.kind == "str_list" and spec.choices == ("regex",):
+            for i, pattern in enumerate(value):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise fail(f"item {i} is not a valid regular expression ({exc}): {_show(pattern)}") from None
+        return tuple(value)
     if spec.kind in ("int", "number"):
         is_int = isinstance(value, int) and not isinstance(value, bool)
         if spec.kind == "int" and not is_int:
@@ -493,6 +535,8 @@ def _build(merged: Mapping[str, tuple[Any, Path]], defaults: DefaultPaths, sourc
         ),
         lines=load_lines(lines_file or defaults.lines_file),
         sources=sources,
+        control=ControlSettings(**section("control")),
+        triggers=TriggerSettings(**section("triggers")),
     )
 
 

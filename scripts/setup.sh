@@ -9,9 +9,14 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mode="${1:-run}"
 cd "$here"
 
-pkgs=(libportaudio2)
+# PortAudio for capture; the libraries Qt's widgets need on a bare system.
+pkgs=(libportaudio2 libegl1 libgl1 libxkbcommon0 libfontconfig1 libfreetype6 libglib2.0-0 libdbus-1-3 libx11-6
+      libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-randr0 libxcb-render-util0
+      libxcb-shape0 libxcb-sync1 libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1)
 if [ "$mode" = test ]; then
-  pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins ffmpeg opus-tools)
+  # The virtual audio server, the validity checkers for produced files, a virtual screen
+  # for window screenshots and the focus trigger, and DTMF/speech generation for samples.
+  pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins ffmpeg opus-tools xvfb)
 fi
 
 py="${PYTHON:-python3}"
@@ -44,7 +49,7 @@ fi
 
 venv="$here/.venv"
 extras="."
-[ "$mode" = test ] && extras=".[test]"
+[ "$mode" = test ] && extras=".[test,build]"
 stamp="$venv/.installed-$mode-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"

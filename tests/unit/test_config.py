@@ -448,3 +448,26 @@ def test_bad_lines_file_from_config_names_the_lines_file(tmp_path):
     user = write(tmp_path / "config.toml", f'[lines]\nfile = "{bad}"\n')
     with pytest.raises(ConfigError, match=rf"^{bad}: line\[1\]\.id: duplicate"):
         load(user=user)
+
+
+# ---- control API and automatic triggers -------------------------------------------------------
+
+
+def test_control_and_trigger_defaults_and_overrides(tmp_path):
+    c = load()
+    assert c.control.enabled is True and c.control.port == 47800
+    assert "card payment" in c.triggers.payment_window_titles and c.triggers.dtmf_enabled
+    user = write(tmp_path / "u.toml", '[control]\nport = 50123\n[triggers]\npayment_window_titles = ["^Pay"]\ndtmf_enabled = false\n')
+    c = load(user=user)
+    assert (c.control.port, c.triggers.payment_window_titles, c.triggers.dtmf_enabled) == (50123, ("^Pay",), False)
+
+
+@pytest.mark.parametrize(("text", "key", "problem"), [
+    ("[control]\nenabled = 'yes'\n", "control.enabled", "expected true or false, got string 'yes'"),
+    ("[control]\nport = 80\n", "control.port", "must be between 1024 and 65535, got 80"),
+    ("[triggers]\npayment_window_titles = 'pay'\n", "triggers.payment_window_titles", "expected a list of non-empty strings"),
+    ("[triggers]\npayment_window_titles = ['(unclosed']\n", "triggers.payment_window_titles", "item 0 is not a valid regular expression"),
+])
+def test_bad_control_and_trigger_settings_are_named(tmp_path, text, key, problem):
+    path, msg = error_from(tmp_path, text)
+    assert msg.startswith(f"{path}: {key}: {problem}"), msg
