@@ -282,7 +282,7 @@ class Recorder:
         for seg in segments:
             try:
                 self._apply(seg, block)
-            except OSError as exc:
+            except Exception as exc:  # disk full, spool gone, or a bug: end the call loudly
                 self._fail(exc)
         self._finish_ended_calls()
 
@@ -343,7 +343,7 @@ class Recorder:
                 continue
             try:  # a call too short to have kept a frame still gets its folder and manifest
                 self._finish(self._open(session, make_active=False))
-            except OSError as exc:
+            except Exception as exc:
                 self._fail(exc, session)
 
     def _finish(self, active: _ActiveCall) -> None:
@@ -356,7 +356,7 @@ class Recorder:
             manifest = self._write_manifest(active, "complete")
             self.results.manifests.append(manifest)
             self._emit(RecorderEvent("call_finished", call_id, manifest))
-        except OSError as exc:
+        except Exception as exc:
             self._fail(exc)
         finally:
             active.spool.release()
@@ -367,13 +367,13 @@ class Recorder:
                 self._timeline.calls.pop(call_id, None)
                 self._timeline.forget_before(self._gated_to)
 
-    def _fail(self, exc: OSError, session: CallSession | None = None) -> None:
+    def _fail(self, exc: Exception, session: CallSession | None = None) -> None:
         """A write failed (disk full, spool gone): stop writing this call, end it as an error,
         keep what is sealed, and tell everyone. Recording must never look fine when it is not."""
         active = self._active
         call_id = session.call_id if session else (active.session.call_id if active else None)
         message = f"recording of call {call_id} failed: {exc}"
-        log.error(message)
+        log.error(message, exc_info=not isinstance(exc, OSError))
         self.results.errors.append(message)
         if active is not None and active.session.call_id == call_id and not active.failed:
             active.failed = True
@@ -394,12 +394,14 @@ class Recorder:
                 PauseEntry(
                     reason=p.reason.value, source=p.source.value,
                     offset_frames=p.start_frame - start,
-                    duration_frames=(p.end_frame if p.end_frame is not None else end_frame) - p.start_frame,
+                    duration_frames=_until(p, end_frame) - p.start_frame,
                     offset_seconds=round((p.start_frame - start) / self._rate, 3),
-                    wall_seconds=round(((p.end_frame if p.end_frame is not None else end_frame) - p.start_frame) / self._rate, 3),
-                    end_source=p.end_source.value if p.end_source else None,
+                    wall_seconds=round((_until(p, end_frame) - p.start_frame) / self._rate, 3),
+                    end_source=p.end_source.value if p.end_source and p.end_frame <= end_frame else None,
                 )
-                for p in session.pauses
+                # A provisional manifest covers the frames gated so far; a pause stamped inside
+                # the look-behind window (not yet reached) appears once the gate reaches it.
+                for p in session.pauses if p.start_frame <= end_frame
             )
             end = None
             if status == "complete":
@@ -420,3 +422,8 @@ class Recorder:
                               ("agent", "caller") if codec.channels == 2 else ("agent",), codec.bitrate),
             chunks=tuple(chunks), pauses=pauses, end=end, app_version=self._identity.app_version,
         )
+
+
+def _until(pause, end_frame: int) -> int:
+    """Where a pause ends as far as a manifest covering frames up to ``end_frame`` can say."""
+    return end_frame if pause.end_frame is None else min(pause.end_frame, end_frame)

@@ -199,3 +199,23 @@ def test_a_vanished_device_ends_the_call_as_interrupted_and_keeps_what_was_captu
     failed = [e for e in events if e.kind == "source_failed"]
     assert failed and "vanished" in str(failed[0].detail)
     assert any("audio capture stopped" in e for e in p.recorder.results.errors)
+
+
+def test_a_pause_stamped_ahead_of_the_gate_is_left_out_of_provisional_manifests(tmp_path):
+    """Regression: a payment signalled while its first frame still sits in the look-behind
+    made the provisional manifest written at the next chunk seal carry a negative duration,
+    which killed the recorder thread."""
+    audio = two_tones(5.0)
+    p = pipeline(tmp_path, audio, settings("flac", chunk_seconds=1.0, lookbehind_seconds=0.0))
+    written = []
+    p.recorder.add_listener(lambda e: e.kind == "manifest_written" and written.append(e.detail))
+    p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
+    p.recorder.start_payment(at_frame=3 * RATE)  # no end: the call ends paused at the source's end
+    [m] = finish(p)
+    assert p.recorder.results.errors == []
+    provisional = [w for w in written if w.status == "recording"]
+    assert provisional and all(not w.pauses for w in provisional if w.frames < 3 * RATE)
+    assert all(pz.duration_frames >= 0 for w in written for pz in w.pauses)
+    [pause] = m.pauses
+    assert (pause.offset_frames, pause.duration_frames) == (3 * RATE, 2 * RATE)
+    assert not decoded(p, m)[3 * RATE :].any()
