@@ -256,7 +256,9 @@ class Recorder:
     def _stamp(self, at_frame: int | None, name: str) -> int:
         """The frame an event takes effect at: as asked, but never before frames already gated."""
         wanted = self._source.frames_captured if at_frame is None else at_frame
-        frame = max(wanted, self._gated_to)
+        # Never before frames already gated, nor before the previous event (a detector's
+        # stamp can fall just before a "payment finished" the agent pressed a moment ago).
+        frame = max(wanted, self._gated_to, self._timeline.last_event_frame)
         if wanted < self._gated_to:
             # Only possible if a signal arrives later than the look-behind window: say so loudly.
             late = self._gated_to - wanted
