@@ -46,6 +46,7 @@ MANIFEST = "manifest.json"
 LOCK = ".lock"
 UPLOADED = ".uploaded-manifest"
 _CHUNK_RE = re.compile(r"^(\d{6})@(\d+)\.(opus|flac)(\.part)?$")
+_READ_FRAMES = 4096  # frames per read when decoding a chunk for recovery
 
 
 @dataclass(frozen=True)
@@ -120,11 +121,19 @@ class Spool:
         its lock held or without a manifest.
         """
         call_id = validate_call_id(manifest.call_id)
-        tmp = self.calls_dir / f".new-{call_id}-{secrets.token_hex(3)}"
-        tmp.mkdir()
-        lock = DirLock(tmp / LOCK)
-        if not lock.acquire():  # nobody else can know this folder: cannot happen
-            raise RuntimeError(f"could not lock new spool folder {tmp}")
+        for _ in range(5):
+            tmp = self.calls_dir / f".new-{call_id}-{secrets.token_hex(3)}"
+            tmp.mkdir()
+            lock = DirLock(tmp / LOCK)
+            try:
+                if lock.acquire():
+                    break
+            except FileNotFoundError:
+                pass
+            # A recovery in another process took the folder for a dead one between our mkdir and
+            # our lock (it locks, then removes it): start again under a new name.
+        else:
+            raise RuntimeError(f"could not lock a new spool folder in {self.calls_dir}")
         write_atomic(tmp / MANIFEST, manifest.to_json())
         final = self.calls_dir / call_id
         os.rename(tmp, final)  # the lock follows the inode
@@ -190,18 +199,20 @@ class Spool:
         interrupted, repaired, quarantined = [], [], []
         for p in sorted(self.calls_dir.glob(".new-*")):
             lock = DirLock(p / LOCK)
-            if lock.acquire():  # a process died between mkdir and publishing: no audio yet
-                lock.release()
-                leftovers = [q for q in p.iterdir() if q.name not in (LOCK, MANIFEST)]
-                if leftovers:
-                    for q in leftovers:
+            if not _try_lock(lock):
+                continue  # being built right now (or already gone)
+            try:  # a process died between mkdir and publishing: no audio yet
+                for q in p.iterdir():
+                    if q.name not in (LOCK, MANIFEST):
                         quarantined.append(str(self.quarantine(q, p.name.lstrip("."), "left in an unpublished call folder")))
-                shutil.rmtree(p)
+                shutil.rmtree(p)  # still locked, so its creator cannot be writing into it
+            finally:
+                lock.release()
         for call_id in self.call_ids():
             path = self.call_path(call_id)
             lock = DirLock(path / LOCK)
-            if not lock.acquire():
-                continue  # another process is recording this call right now
+            if not _try_lock(lock):
+                continue  # another process is recording this call right now (or uploaded it meanwhile)
             try:
                 self._recover_call(call_id, path, interrupted, repaired, quarantined)
             finally:
@@ -246,7 +257,15 @@ class Spool:
                 continue
             entry = listed.get(c.seq)
             size, sha = sha256_file(c.path)
-            if entry is None or entry.sha256 != sha:
+            if entry is not None and (entry.bytes, entry.sha256) != (size, sha):
+                # Changed after it was sealed and listed: never re-list it under its new checksum.
+                # Its entry stays, so the loss shows up in the store's verify as a missing chunk
+                # (what the uploader does with such a chunk too).
+                quarantined.append(str(self.quarantine(
+                    c.path, call_id, f"sealed chunk differs from its manifest entry ({size} bytes, sha256 {sha}; "
+                                     f"manifest says {entry.bytes} bytes, sha256 {entry.sha256})")))
+                continue
+            if entry is None:
                 frames = _count_frames(c.path)
                 if frames is None:
                     quarantined.append(str(self.quarantine(c.path, call_id, "sealed chunk does not decode")))
@@ -274,19 +293,39 @@ class Spool:
         log.warning("spool: call %s had no end; recovered as interrupted with %d chunks", call_id, len(entries))
 
 
+def _try_lock(lock: DirLock) -> bool:
+    """Take ``lock`` if nobody holds it; False if someone does or its folder was just removed."""
+    try:
+        return lock.acquire()
+    except FileNotFoundError:
+        return False
+
+
 def _read_frames(path: Path) -> np.ndarray | None:
-    """All audio that decodes from ``path``, stopping at the first error (a torn last page)."""
+    """All audio that decodes from ``path``, stopping at the first error (a torn last page).
+
+    A FLAC ``.part`` left by a kill claims 2^63 frames, and the read that runs into its torn
+    end raises ("Internal psf_fseek() failed") *after* decoding what it could into the
+    buffer: soundfile then drops the whole read, up to a FLAC block (256 ms) of good audio,
+    or all of it when the file holds one complete block. So each read goes into a buffer
+    pre-filled with NaN (no decoder yields NaN) and, on an error, the decoded prefix is kept.
+    """
     blocks = []
     try:
         with sf.SoundFile(path) as f:
             while True:
+                buf = np.full((_READ_FRAMES, f.channels), np.nan, dtype=np.float32)
                 try:
-                    block = f.read(4096, dtype="float32", always_2d=True)
+                    block = f.read(_READ_FRAMES, dtype="float32", always_2d=True, out=buf)
                 except (sf.LibsndfileError, RuntimeError):
+                    decoded = ~np.isnan(buf).any(axis=1)
+                    kept = _READ_FRAMES if decoded.all() else int(np.argmin(decoded))
+                    if kept:
+                        blocks.append(buf[:kept])
                     break
                 if len(block) == 0:
                     break
-                blocks.append(block)
+                blocks.append(block.copy())
     except (sf.LibsndfileError, RuntimeError):
         return None
     if not blocks:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from callrec_desktop.core.manifest import Manifest, ManifestError
 from callrec_desktop.durable import fsync_dir, sha256_file, write_atomic
@@ -85,6 +85,8 @@ class Uploader:
         self._thread: threading.Thread | None = None
         self._status = UploadStatus()
         self._status_lock = threading.Lock()
+        # Calls held back by a permanent error: a success elsewhere must not hide them.
+        self._stuck: dict[str, str] = {}
 
     # ---- any thread ---------------------------------------------------------------------
     def wake(self) -> None:
@@ -124,8 +126,11 @@ class Uploader:
         for call_id in self._spool.call_ids():
             try:
                 self._upload_call(call_id)
+                self._stuck.pop(call_id, None)
             except StoreError as exc:
                 ok = False
+                if not exc.transient:
+                    self._stuck[call_id] = str(exc)
                 self._record_error(exc)
                 if not exc.transient:
                     continue  # other calls may still go (e.g. one bad object)
@@ -188,6 +193,11 @@ class Uploader:
             write_atomic(marker, sha.encode())
         if manifest.status == "complete" and not any(c.sealed for c in self._spool.chunks(call_id)):
             if not self._spool.is_locked(call_id):
+                # A ``.part`` beside a complete manifest (a recording that failed mid-chunk) is
+                # audio nobody has repaired or uploaded: move it aside, never delete it.
+                for c in self._spool.chunks(call_id):
+                    if not c.sealed:
+                        self._spool.quarantine(c.path, call_id, "unsealed chunk left beside a complete manifest")
                 shutil.rmtree(path)
                 fsync_dir(path.parent)
 
@@ -195,7 +205,8 @@ class Uploader:
         s = self._settings
         retrying = Retrying(
             retry=retry_if_exception_type(TransientStoreError),
-            wait=wait_exponential_jitter(multiplier=s.initial_backoff_seconds, max=s.max_backoff_seconds),
+            # "full jitter": a random wait up to initial × 2^n, capped (tenacity >= 8)
+            wait=wait_random_exponential(multiplier=s.initial_backoff_seconds, max=s.max_backoff_seconds),
             stop=stop_after_attempt(s.max_attempts_per_pass),
             reraise=True,
             sleep=self._interruptible_sleep,
@@ -226,9 +237,17 @@ class Uploader:
 
     def _record_success(self, size: int) -> None:
         st = self._status
-        self._update(last_success=datetime.now(timezone.utc), last_error=None, last_error_at=None,
-                     last_error_permanent=False, objects_uploaded=st.objects_uploaded + 1,
-                     bytes_uploaded=st.bytes_uploaded + size)
+        changes = dict(last_success=datetime.now(timezone.utc), objects_uploaded=st.objects_uploaded + 1,
+                       bytes_uploaded=st.bytes_uploaded + size)
+        stuck = {k: v for k, v in self._stuck.items() if self._spool.call_path(k).exists()}
+        self._stuck = stuck
+        if stuck:  # still failing for some call: keep saying so
+            call_id, message = next(iter(stuck.items()))
+            changes.update(last_error=message if call_id in message else f"{call_id}: {message}",
+                           last_error_permanent=True)
+        else:
+            changes.update(last_error=None, last_error_at=None, last_error_permanent=False)
+        self._update(**changes)
 
     def _record_error(self, exc: BaseException) -> None:
         log.warning("upload failed: %s", exc)

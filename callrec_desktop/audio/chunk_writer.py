@@ -70,9 +70,13 @@ class ChunkWriter:
         if c is None:
             return None
         self._open = None
-        c.encoder.close()
-        c.file.flush()
-        os.fsync(c.file.fileno())
+        try:
+            c.encoder.close()
+            c.file.flush()
+            os.fsync(c.file.fileno())
+        except BaseException:
+            c.file.close()  # the .part stays for recovery; the descriptor must not leak
+            raise
         c.file.close()
         final = self._spool.seal(c.part)
         size, sha = sha256_file(final)
