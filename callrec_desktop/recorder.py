@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+
+import numpy as np
 
 from callrec_desktop.audio.chunk_writer import ChunkWriter
 from callrec_desktop.audio.encoders import CodecSettings
@@ -129,6 +132,8 @@ class Recorder:
         self._done: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pending_error: AudioSourceError | None = None
+        self._eof = False
         self.results = _Finished()
 
     # ---- control: any thread ------------------------------------------------------------
@@ -211,7 +216,7 @@ class Recorder:
         try:
             self._source.start()
             while not self._stop.is_set():
-                block = self._source.read(timeout=0.2)
+                block = self._read_batch()
                 if block is None:
                     break
                 if len(block.data) == 0:
@@ -244,6 +249,47 @@ class Recorder:
         return self.results
 
     # ---- internals -------------------------------------------------------------------------
+    BATCH_SECONDS = 0.25
+
+    def _read_batch(self) -> AudioBlock | None:
+        """The next block; small device blocks (20 ms) are joined into about 250 ms first.
+
+        Waking, gating and calling the encoder 50 times a second cost three times the CPU of
+        the capture itself (bench/bench_live_capture.py); the look-behind is far longer than
+        the batch, so pauses are as exact as before. An error from the source after part of a
+        batch was read is raised on the next call, after that audio has been handed over.
+        """
+        if self._pending_error is not None:
+            exc, self._pending_error = self._pending_error, None
+            raise exc
+        if self._eof:
+            return None
+        block = self._source.read(timeout=0.2)
+        target = round(self.BATCH_SECONDS * self._rate)
+        if block is None or len(block.data) == 0 or len(block.data) >= target:
+            return block
+        parts = [block.data]
+        have = len(block.data)
+        deadline = time.monotonic() + 2 * self.BATCH_SECONDS
+        while have < target and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                nxt = self._source.read(timeout=remaining)
+            except AudioSourceError as exc:
+                self._pending_error = exc
+                break
+            if nxt is None:
+                self._eof = True
+                break
+            if len(nxt.data):
+                parts.append(nxt.data)
+                have += len(nxt.data)
+        if len(parts) == 1:
+            return block
+        return AudioBlock(block.start_frame, np.concatenate(parts))
+
     def _event(self, name: str, apply: Callable[[int], None], at_frame: int | None) -> None:
         with self._lock:
             frame = self._stamp(at_frame, name)
