@@ -85,6 +85,7 @@ class Uploader:
         self._thread: threading.Thread | None = None
         self._status = UploadStatus()
         self._status_lock = threading.Lock()
+        self._deadline: float | None = None  # drain()'s deadline (caller's thread), else None
         # Calls held back by a permanent error: a success elsewhere must not hide them.
         self._stuck: dict[str, str] = {}
 
@@ -111,14 +112,18 @@ class Uploader:
     def drain(self, timeout: float) -> bool:
         """Pass until the spool is empty or ``timeout`` seconds passed. True if empty."""
         deadline = time.monotonic() + timeout
+        self._deadline = deadline  # retries inside a pass give up at the deadline too
         backoff = self._settings.initial_backoff_seconds
-        while True:
-            if self.run_pass() and not self._spool.call_ids():
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
-            backoff = min(backoff * 2, self._settings.max_backoff_seconds)
+        try:
+            while True:
+                if self.run_pass() and not self._spool.call_ids():
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+                backoff = min(backoff * 2, self._settings.max_backoff_seconds)
+        finally:
+            self._deadline = None
 
     def run_pass(self) -> bool:
         """Upload everything that can be uploaded now. True if nothing failed."""
@@ -177,11 +182,16 @@ class Uploader:
                 self._spool.quarantine(chunk.path, call_id, f"spooled chunk differs from its manifest entry (sha256 {sha})")
                 raise PermanentStoreError(f"{call_id} chunk {entry.seq}: spooled file is corrupt; quarantined")
             key = chunk_key(call_id, entry.name)
-            self._put(call_id, key, chunk.path, entry.sha256, chunk_content_type(entry.name), {
-                "call-id": call_id, "seq": str(entry.seq), "first-frame": str(entry.first_frame),
-                "frames": str(entry.frames), "line": manifest.line_number, "kind": "audio",
-            })
-            chunk.path.unlink()
+            try:
+                self._put(call_id, key, chunk.path, entry.sha256, chunk_content_type(entry.name), {
+                    "call-id": call_id, "seq": str(entry.seq), "first-frame": str(entry.first_frame),
+                    "frames": str(entry.frames), "line": manifest.line_number, "kind": "audio",
+                })
+            except (StoreError, FileNotFoundError):
+                if not chunk.path.exists():
+                    continue  # another uploader on this spool confirmed and removed it meanwhile
+                raise
+            chunk.path.unlink(missing_ok=True)
             fsync_dir(path)
         sha = hashlib.sha256(raw).hexdigest()
         marker = path / UPLOADED
@@ -207,9 +217,11 @@ class Uploader:
             retry=retry_if_exception_type(TransientStoreError),
             # "full jitter": a random wait up to initial × 2^n, capped (tenacity >= 8)
             wait=wait_random_exponential(multiplier=s.initial_backoff_seconds, max=s.max_backoff_seconds),
-            stop=stop_after_attempt(s.max_attempts_per_pass),
+            stop=stop_after_attempt(s.max_attempts_per_pass) | self._past_deadline,
             reraise=True,
             sleep=self._interruptible_sleep,
+            # Say so at once: during an outage the UI must not wait for a whole pass to give up.
+            before_sleep=lambda state: (self._record_error(state.outcome.exception()), self._refresh_backlog()),
         )
         receipt = retrying(self._store.put, key, source, sha256=sha, metadata=metadata, content_type=content_type)
         size = source.stat().st_size if isinstance(source, os.PathLike) else len(source)
@@ -220,7 +232,19 @@ class Uploader:
         if self._on_uploaded is not None:
             self._on_uploaded(call_id, key)
 
+    def _past_deadline(self, retry_state) -> bool:
+        """A tenacity stop condition: drain()'s deadline has passed (never on the worker)."""
+        return threading.current_thread() is not self._thread and self._deadline is not None \
+            and time.monotonic() >= self._deadline
+
     def _interruptible_sleep(self, seconds: float) -> None:
+        """Backoff wait. On the worker thread ``stop()`` cuts it short; a caller's own
+        ``drain()`` after ``stop()`` simply waits (so its error is the store's, not ours)."""
+        if threading.current_thread() is not self._thread:
+            if self._deadline is not None:
+                seconds = min(seconds, max(0.0, self._deadline - time.monotonic()))
+            time.sleep(seconds)
+            return
         if self._stop.wait(seconds):
             raise TransientStoreError("uploader stopping")
 

@@ -13,11 +13,13 @@ is only a convenience for people browsing a bucket with other tools.
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import os
 import re
 import secrets
 import stat
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -73,6 +75,7 @@ class FolderStore:
             return PutReceipt(key, existing[0], sha256)
 
         self._make_dirs(target.parent, key)
+        _sweep_stale_temps(target)
         tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
         try:
             try:
@@ -245,6 +248,21 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+STALE_TEMP_SECONDS = 600
+
+
+def _sweep_stale_temps(target: Path) -> None:
+    """Remove temp files a killed put of this same key left behind (older than 10 minutes, so
+    a concurrent put by another uploader is never disturbed). They never held a visible object."""
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for old in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        try:
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            continue
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -231,3 +231,34 @@ def test_os_errors_are_classified(tmp_path, monkeypatch, err, kind, words):
         put(store, KEY, b"x" * 100)
     assert type(info.value) is kind
     assert leftovers(tmp_path) == []
+
+
+def test_temp_files_left_by_a_killed_put_of_the_same_key_are_swept(tmp_path):
+    """A put killed mid-write leaves `.NAME.<random>.tmp`; the next put of that key removes it
+    once it is old enough that no live put can own it. Fresh ones are left alone."""
+    import hashlib
+    import os
+    import time as _time
+
+    from callrec_desktop.storage import folder as folder_mod
+    from callrec_desktop.storage.folder import FolderStore
+
+    root = tmp_path / "store"
+    root.mkdir()
+    store = FolderStore(root)
+    body = b"chunk bytes"
+    sha = hashlib.sha256(body).hexdigest()
+    key = "audio/2026/11/29/20261129T092233Z-3f9a1c0b7d2e/000001.opus"
+    target = root.joinpath(*key.split("/"))
+    target.parent.mkdir(parents=True)
+    stale = target.parent / ".000001.opus.deadbeef0000.tmp"
+    fresh = target.parent / ".000001.opus.cafebabe0000.tmp"
+    other = target.parent / ".000002.opus.deadbeef0000.tmp"
+    for p in (stale, fresh, other):
+        p.write_bytes(b"half")
+    old = _time.time() - folder_mod.STALE_TEMP_SECONDS - 5
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    store.put(key, body, sha256=sha, metadata={}, content_type="audio/ogg")
+    assert target.read_bytes() == body
+    assert not stale.exists() and fresh.exists() and other.exists()
