@@ -61,6 +61,7 @@ class UploadSettings:
     max_backoff_seconds: float = 60.0
     max_attempts_per_pass: int = 8
     idle_poll_seconds: float = 1.0
+    provisional_manifest_seconds: float = 60.0
 
 
 class Uploader:
@@ -196,7 +197,11 @@ class Uploader:
         sha = hashlib.sha256(raw).hexdigest()
         marker = path / UPLOADED
         done = marker.read_text().strip() if marker.exists() else ""
-        if done != sha:
+        # The provisional manifest is rewritten locally at every seal; re-sending it each time
+        # would grow the bytes sent with the square of the call's length. The store gets the
+        # first one at once, then one a minute, and the final one as soon as it exists.
+        recent = bool(done) and time.time() - marker.stat().st_mtime < self._settings.provisional_manifest_seconds
+        if done != sha and (manifest.status == "complete" or not recent):
             self._put(call_id, manifest_key(call_id), raw, sha, "application/json", {
                 "call-id": call_id, "line": manifest.line_number, "status": manifest.status, "kind": "manifest",
             })

@@ -6,6 +6,8 @@ mocks the store's own behaviour.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import hashlib
 import json
 import os
@@ -148,7 +150,7 @@ def sha(data: bytes) -> str:
 def test_provisional_manifest_first_then_each_chunk_before_any_manifest_that_lists_it(tmp_path):
     spool = Spool(tmp_path / "spool")
     store = LoggingStore(store_for(tmp_path))
-    uploader = Uploader(spool, store, FAST)
+    uploader = Uploader(spool, store, replace(FAST, provisional_manifest_seconds=0))  # every update goes
     deleted_after_put = []
 
     def pass_now(event):
@@ -441,3 +443,25 @@ def test_a_call_stuck_on_a_permanent_error_stays_reported_while_others_upload(tm
     assert spool.call_ids() == [bad.call_id]  # the good call went, the bad one stays spooled
     assert status.last_error_permanent and bad.call_id in status.last_error and "403" in status.last_error
     assert status.objects_uploaded >= len(good.chunks) + 1
+
+
+
+def test_provisional_manifest_updates_are_throttled_but_the_final_one_is_not(tmp_path):
+    """Re-sending the growing provisional manifest at every chunk would grow the bytes sent with
+    the square of the call's length: the store gets the first at once, then at most one per
+    ``provisional_manifest_seconds``, and the final one immediately."""
+    spool = Spool(tmp_path / "spool")
+    store = LoggingStore(store_for(tmp_path))
+    uploader = Uploader(spool, store, replace(FAST, provisional_manifest_seconds=3600))
+
+    def pass_now(event):
+        if event.kind in ("call_opened", "manifest_written"):
+            assert uploader.run_pass(), uploader.status()
+
+    m = record(spool, seconds=3.5, chunk_seconds=0.5, listeners=[pass_now])
+    assert uploader.drain(5)
+    mkey = manifest_key(m.call_id)
+    sent = [Manifest.from_json(data) for key, _, data in store.log if key == mkey]
+    assert [x.status for x in sent] == ["recording", "complete"]
+    assert sent[0].chunks == () and sent[-1] == m
+    assert len([k for k, _, _ in store.log if k.startswith("audio/")]) == len(m.chunks) == 7
