@@ -33,6 +33,13 @@ EXIT_BAD_INPUT = 2
 log = logging.getLogger("callrec")
 
 
+def quiet_credential_loggers() -> None:
+    """botocore logs each signed request at DEBUG, access key id included: keep those
+    libraries at INFO whatever our own level is, so no credential reaches a log."""
+    for name in ("botocore", "boto3", "s3transfer", "urllib3"):
+        logging.getLogger(name).setLevel(max(logging.getLogger(name).level, logging.INFO))
+
+
 class UsageError(Exception):
     """Bad input found before anything was recorded: message goes to stderr, exit 2."""
 
@@ -42,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="callrec: %(levelname)s: %(message)s")
+    quiet_credential_loggers()
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT
@@ -107,6 +115,22 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="record a short scripted demo call into the default store")
     d.add_argument("--store", help="store (default: the embedded folder store)")
     d.set_defaults(func=cmd_demo)
+
+    sg = sub.add_parser("signal", help="send a call event to the running callrec-desktop (local control API)",
+                        description="Send one event to callrec-desktop's local control API and print its JSON "
+                                    "answer (see docs/control-api.md). Exit 0: done; 1: refused or nothing "
+                                    "listening; 2: bad arguments.")
+    sg.add_argument("op", metavar="OP", choices=("call-started", "payment-started", "payment-ended", "transferred",
+                                                 "call-ended", "status"),
+                    help="call-started, payment-started, payment-ended, transferred, call-ended or status")
+    sg.add_argument("--line", help="call-started: the line's number or id")
+    sg.add_argument("--caller", help="call-started: the caller's number, if known")
+    sg.add_argument("--external-id", help="call-started: the call's id in the CTI or softphone")
+    sg.add_argument("--to", help="transferred: the department")
+    sg.add_argument("--port", type=int, help="control API port (default: settings [control] port)")
+    sg.add_argument("--token", help="API token (default: $CALLREC_CONTROL_TOKEN, else the OS keyring); "
+                                    "visible to other users in the process list, so prefer those")
+    sg.set_defaults(func=cmd_signal)
     return p
 
 
@@ -125,51 +149,21 @@ def _config(args) -> Config:
 
 
 def _open_store(config: Config, url: str | None, endpoint_url: str | None = None):
-    from callrec_desktop.credentials import CredentialsError, CredentialStore
-    from callrec_desktop.storage.factory import StoreUrlError, open_store, parse_store_url
+    from callrec_desktop.compose import StoreSetupError, open_configured_store
 
-    s = config.store
-    target = url or config.store_url
     try:
-        parsed = parse_store_url(target)
-    except StoreUrlError as exc:
-        raise UsageError(str(exc)) from None
-    if parsed[0] == "folder":
-        folder = Path(parsed[1])
-        if not url and not config.store.url:
-            folder.mkdir(parents=True, exist_ok=True)  # the embedded default store: ours to create
-        elif not folder.is_dir():
-            # Never created: a missing folder is usually an unmounted network share.
-            raise UsageError(f"store folder {folder} does not exist (create it, or mount the share)")
-    try:
-        return open_store(
-            target,
-            endpoint_url=endpoint_url or s.endpoint_url or None,
-            region=s.region or None,
-            addressing_style=s.addressing_style,
-            ca_bundle=s.ca_bundle,
-            credentials_provider=CredentialStore().lookup,
-        )
-    except (StoreUrlError, CredentialsError) as exc:
+        return open_configured_store(config, url, endpoint_url)
+    except StoreSetupError as exc:
         raise UsageError(str(exc)) from None
 
 
 def _recording_settings(config: Config, codec: str | None, chunk_seconds: float | None, channels: int):
-    from callrec_desktop.audio.encoders import CodecSettings
-    from callrec_desktop.recorder import RecordingSettings
+    from callrec_desktop.compose import recording_settings
 
-    r = config.recorder
-    if chunk_seconds is not None and not (1 <= chunk_seconds <= 300):
-        raise UsageError(f"--chunk-seconds: must be between 1 and 300, got {chunk_seconds}")
-    codec_settings = CodecSettings(
-        codec=codec or r.codec, sample_rate=r.sample_rate, channels=channels,
-        opus_bitrate_per_channel=r.opus_bitrate_per_channel, opus_complexity=r.opus_complexity,
-    )
-    return RecordingSettings(
-        codec=codec_settings,
-        chunk_frames=round((chunk_seconds or r.chunk_seconds) * r.sample_rate),
-        lookbehind_frames=round(r.lookbehind_seconds * r.sample_rate),
-    )
+    try:
+        return recording_settings(config, codec, chunk_seconds, channels)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_record(args) -> int:
@@ -209,20 +203,19 @@ def cmd_record(args) -> int:
 
 def _record(config: Config, source, events, settings, store, spool_dir: Path, upload_timeout: float,
             *, stop_after_last_event: bool) -> int:
+    from callrec_desktop.compose import identity, upload_settings
     from callrec_desktop.core.timeline import EventSource
-    from callrec_desktop.recorder import Identity, Recorder
+    from callrec_desktop.recorder import Recorder
     from callrec_desktop.spool import Spool
-    from callrec_desktop.uploader import UploadSettings, Uploader
+    from callrec_desktop.uploader import Uploader
 
     spool = Spool(spool_dir)
+    log.debug("recording through spool %s into %s", spool.root, store.description)
     report = spool.recover()
     for call_id in report.interrupted_calls:
         print(f"callrec: recovered interrupted call {call_id} from the spool", file=sys.stderr)
-    u = config.upload
-    uploader = Uploader(spool, store, UploadSettings(u.initial_backoff_seconds, u.max_backoff_seconds, u.max_attempts_per_pass),
-                        status_file=spool.root / "upload-status.json")
-    identity = Identity(config.identity.agent_id, config.identity.workstation, _version())
-    recorder = Recorder(source, spool, settings, identity, listeners=[lambda e: uploader.wake()])
+    uploader = Uploader(spool, store, upload_settings(config), status_file=spool.root / "upload-status.json")
+    recorder = Recorder(source, spool, settings, identity(config), listeners=[lambda e: uploader.wake()])
     rate = settings.codec.sample_rate
     src = EventSource.SCRIPT
     for e in events:
@@ -470,8 +463,57 @@ def cmd_demo(args) -> int:
         return _record(config, source, events, settings, store, spool_dir, 60.0, stop_after_last_event=False)
 
 
-def _version() -> str:
-    return __version__
+
+def cmd_signal(args) -> int:
+    """Send one event to the running app's control API (for CTI and softphone scripts)."""
+    import os
+
+    from callrec_desktop.control.client import ControlClient, ControlError, ControlUnreachable
+    from callrec_desktop.control.token import ControlTokenError, read_token
+
+    options = {"call-started": ("line", "caller", "external_id"), "transferred": ("to",)}.get(args.op, ())
+    for name in ("line", "caller", "external_id", "to"):
+        flag = "--" + name.replace("_", "-")
+        if getattr(args, name) is not None and name not in options:
+            raise UsageError(f"{flag} is not used by {args.op}")
+    if args.op == "call-started" and not args.line:
+        raise UsageError("call-started needs --line (the line's number or id)")
+    if args.op == "transferred" and not args.to:
+        raise UsageError("transferred needs --to (the department)")
+    port = args.port if args.port is not None else _config(args).control.port
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port: must be 1..65535, got {port}")
+    token = args.token or os.environ.get("CALLREC_CONTROL_TOKEN")
+    if not token:
+        try:
+            token = read_token()  # read-only: a client never creates the token
+        except ControlTokenError as exc:
+            raise UsageError(f"no control API token: {exc}; pass --token or set CALLREC_CONTROL_TOKEN") from None
+    if not token:
+        raise UsageError("no control API token: pass --token or set CALLREC_CONTROL_TOKEN (Settings → Control API "
+                         "shows it), or start callrec-desktop once on this account to create it")
+    client = ControlClient(f"http://127.0.0.1:{port}", token)
+    try:
+        if args.op == "call-started":
+            answer = client.call_started(args.line, caller=args.caller, external_id=args.external_id)
+        elif args.op == "payment-started":
+            answer = client.payment_started()
+        elif args.op == "payment-ended":
+            answer = client.payment_ended()
+        elif args.op == "transferred":
+            answer = client.transferred(args.to)
+        elif args.op == "call-ended":
+            answer = client.call_ended()
+        else:
+            answer = client.status()
+    except ControlUnreachable as exc:
+        print(f"callrec: error: {exc.message}", file=sys.stderr)
+        return EXIT_FAULT
+    except ControlError as exc:
+        print(f"callrec: error: {exc.message} (HTTP {exc.status} {exc.code})", file=sys.stderr)
+        return EXIT_FAULT
+    print(json.dumps(answer))
+    return 0
 
 
 if __name__ == "__main__":

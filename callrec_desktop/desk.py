@@ -19,7 +19,7 @@ from enum import Enum
 
 import numpy as np
 
-from callrec_desktop.audio.sources import AudioBlock, AudioSource, AudioSourceError
+from callrec_desktop.audio.sources import AudioBlock, AudioSource, AudioSourceError, NoInputDeviceError
 from callrec_desktop.config import Lines, UnknownLineError
 from callrec_desktop.core.timeline import CallState, EventSource, IllegalTransitionError, PaymentInProgressError
 from callrec_desktop.recorder import Identity, Recorder, RecorderEvent, RecordingSettings
@@ -173,19 +173,22 @@ class Desk:
 
     def upload_status_changed(self, status: UploadStatus) -> None:
         """The uploader's ``on_status`` hook (uploader thread)."""
+        # DISK_FULL is this PC's disk (the recorder's fault, cleared when a chunk is sealed
+        # again); a full central store is a storage fault, cleared by the next good upload.
         permanent_disk = status.last_error is not None and "disk full" in status.last_error
         if status.last_error is None:
             self._clear_fault(Fault.STORAGE_UNREACHABLE)
-        elif not permanent_disk:
+        elif permanent_disk:
+            self._set_fault(Fault.STORAGE_UNREACHABLE, f"Central storage is full: recordings are kept on this "
+                            f"PC and will upload when there is room ({status.last_error})")
+        else:
             self._set_fault(Fault.STORAGE_UNREACHABLE, f"Central storage unreachable: recordings are kept on this "
                             f"PC and will upload when it is back ({status.last_error})")
-        if permanent_disk:
-            self._set_fault(Fault.DISK_FULL, f"Central storage is full: {status.last_error}")
         self._update(upload=status)
 
     # ---- operations: any thread --------------------------------------------------------------
     def start_call(self, line_key: str, *, caller: str | None = None, external_id: str | None = None,
-                   source: EventSource = EventSource.AGENT) -> str:
+                   source: EventSource = EventSource.AGENT, at_frame: int | None = None) -> str:
         try:
             line = self.lines.find(line_key)
         except UnknownLineError as exc:
@@ -193,7 +196,7 @@ class Desk:
         recorder = self._need_recorder()
         try:
             call_id = recorder.start_call(line.number or line.id, line.department, caller=caller,
-                                          external_id=external_id, source=source)
+                                          external_id=external_id, source=source, at_frame=at_frame)
         except IllegalTransitionError as exc:
             raise NotAllowed(str(exc)) from None
         self._update(state=CallState.RECORDING, call_id=call_id, line_number=line.number or line.id,
@@ -217,15 +220,16 @@ class Desk:
         self._do(lambda r: r.resume(source=source))
         self._update(state=CallState.RECORDING, notice=None)
 
-    def transfer(self, department: str, *, source: EventSource = EventSource.AGENT) -> None:
+    def transfer(self, department: str, *, source: EventSource = EventSource.AGENT,
+                 at_frame: int | None = None) -> None:
         if department not in self.lines.transfer_departments:
             raise UnknownDepartment(f"unknown department {department!r}; known: {', '.join(self.lines.transfer_departments)}")
-        self._do(lambda r: r.transfer(department, source=source))
+        self._do(lambda r: r.transfer(department, source=source, at_frame=at_frame))
         self._update(state=CallState.ENDED, payment_started=None, payment_source=None,
                      last_end_reason="transferred", transferred_to=department, notice=None)
 
-    def end_call(self, *, source: EventSource = EventSource.AGENT) -> None:
-        self._do(lambda r: r.end_call(source=source))
+    def end_call(self, *, source: EventSource = EventSource.AGENT, at_frame: int | None = None) -> None:
+        self._do(lambda r: r.end_call(source=source, at_frame=at_frame))
         self._update(state=CallState.ENDED, payment_started=None, payment_source=None,
                      last_end_reason="hangup", transferred_to=None, notice=None)
 
@@ -297,7 +301,11 @@ class Desk:
         """Recorder thread. Turns recorder events into faults and state."""
         if event.kind == "chunk_sealed" or event.kind == "manifest_written":
             self._uploader.wake()
+        if event.kind == "chunk_sealed":
+            # Audio reached the disk again. Not on manifest_written: a failed call's final
+            # manifest is still written after the failure and must not clear its banner.
             self._clear_fault(Fault.DISK_FULL)
+            self._clear_fault(Fault.RECORDING_FAILED)
         elif event.kind == "error":
             text = str(event.detail)
             fault = Fault.DISK_FULL if ("No space" in text or "disk full" in text.lower()) else Fault.RECORDING_FAILED
@@ -306,7 +314,10 @@ class Desk:
         elif event.kind == "source_failed":
             with self._lock:
                 self._recorder = None
-            self._set_fault(Fault.DEVICE_LOST, f"Audio device lost: {event.detail}. The call is NOT being recorded.")
+            if isinstance(event.detail, NoInputDeviceError):  # never opened: no device, not a lost one
+                self._set_fault(Fault.NO_DEVICE, str(event.detail))
+            else:
+                self._set_fault(Fault.DEVICE_LOST, f"Audio device lost: {event.detail}. The call is NOT being recorded.")
             st = self._status
             if st.state in (CallState.RECORDING, CallState.PAUSED):
                 self._update(state=CallState.ENDED, payment_started=None, last_end_reason="interrupted")

@@ -1,0 +1,462 @@
+"""``callrec-desktop``: the call handler's window, and its composition root.
+
+Every object is built here (or in ``compose.py``, shared with the headless ``callrec``) and
+passed in; nothing is a singleton.
+
+    callrec-desktop [--config FILE] [--demo] [--self-test] [-v]
+
+Exit codes: 0 normal exit / self-test passed; 1 self-test failed; 2 bad settings (reported
+before any audio device is touched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from callrec_desktop import __version__
+from callrec_desktop.config import Config, ConfigError, load_config, resources_dir
+
+EXIT_OK = 0
+EXIT_FAULT = 1
+EXIT_BAD_INPUT = 2
+SELF_TEST_TIMEOUT_S = 30.0
+SELF_TEST_SECONDS = 2.0
+
+log = logging.getLogger("callrec_desktop.app")
+
+
+# ---- hooks for the other parts of the product ----------------------------------------------------------
+
+def _start_integrations(config: Config, desk) -> list:
+    """INTEGRATION POINT (lead): start the local control API (``config.control``) and the automatic
+    payment triggers (``config.triggers``) against ``desk`` here. Runs on a worker thread once
+    the desk has started. Return everything that must be stopped on exit: objects with a
+    ``stop()`` method, or plain callables. Currently nothing is wired."""
+    return []
+
+
+def _token_provider(config: Config) -> Callable[[], str] | None:
+    """INTEGRATION POINT (lead): return ``callrec_desktop.control.token``'s getter once the control
+    API exists; the settings dialog shows "control API disabled" while this is None."""
+    return None
+
+
+def run_demo(window, desk, config: Config) -> None:
+    """TODO(packaging): play the packaged demo call through the window (``--demo``, and the
+    "Try the demo" button on a PC without a microphone). Called on the GUI thread; must not
+    block (drive it with QTimers or ``window.adapter.run_task``)."""
+    raise NotImplementedError("The demo mode is not available in this build yet. "
+                              "Try `callrec demo` on the command line to record a scripted demo call.")
+
+
+# ---- logging and crashes -------------------------------------------------------------------------------
+
+def _setup_logging(log_dir: Path, verbose: bool) -> Path | None:
+    """A rotating log file in ``log_dir`` plus warnings on stderr. Returns the log file (None if
+    the folder cannot be written: then stderr only, and a warning says so)."""
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter("callrec-desktop: %(levelname)s: %(message)s"))
+    root.addHandler(console)
+    path = log_dir / "callrec-desktop.log"
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=5, encoding="utf-8")
+    except OSError as exc:
+        log.warning("cannot write the log in %s (%s); logging to stderr only", log_dir, exc)
+        return None
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+    log.info("callrec-desktop %s starting; log %s", __version__, path)
+    return path
+
+
+def _install_qt_message_handler() -> None:
+    """Qt's own warnings go into the log, not to a console nobody reads."""
+    from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+
+    qt_log = logging.getLogger("qt")
+    levels = {QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
+              QtMsgType.QtWarningMsg: logging.WARNING, QtMsgType.QtCriticalMsg: logging.ERROR,
+              QtMsgType.QtFatalMsg: logging.CRITICAL}
+
+    def handler(mode, context, message) -> None:
+        if message.startswith("This plugin does not support"):  # offscreen/xcb chatter, harmless
+            mode = QtMsgType.QtDebugMsg
+        where = f" ({context.file}:{context.line})" if context is not None and context.file else ""
+        qt_log.log(levels.get(mode, logging.WARNING), "%s%s", message, where)
+
+    qInstallMessageHandler(handler)
+
+
+class ErrorReporter:
+    """``sys.excepthook`` and ``threading.excepthook``: log every unexpected error and show ONE
+    error dialog (never a silent death, never a cascade of dialogs). Offscreen and in the
+    self-test it prints to stderr instead, and ``on_error`` is told."""
+
+    def __init__(self, headless: bool, log_file: Path | None) -> None:
+        self.headless = headless
+        self.log_file = log_file
+        self.adapter = None  # set once built: thread errors reach the GUI thread through it
+        self.on_error: Callable[[str], None] | None = None
+        self.shown = False
+
+    def install(self) -> None:
+        sys.excepthook = self.excepthook
+        threading.excepthook = self.thread_excepthook
+
+    def excepthook(self, exc_type, exc, tb) -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        log.critical("unexpected error", exc_info=(exc_type, exc, tb))
+        self.report(f"{exc_type.__name__}: {exc}")
+
+    def thread_excepthook(self, args) -> None:
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        log.critical("unexpected error on thread %s", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+        message = f"{args.exc_type.__name__} on thread {name}: {args.exc_value}"
+        if self.adapter is not None:
+            self.adapter.report_error(message)  # shown on the GUI thread
+        elif self.headless:
+            self.report(message)
+
+    def report(self, summary: str) -> None:
+        """GUI thread (or headless)."""
+        if self.on_error is not None:
+            self.on_error(summary)
+        if self.headless:
+            print(f"callrec-desktop: unexpected error: {summary}", file=sys.stderr, flush=True)
+            return
+        if self.shown:
+            return
+        self.shown = True
+        from PySide6.QtWidgets import QMessageBox
+
+        where = f"\n\nDetails are in the log: {self.log_file}" if self.log_file else ""
+        QMessageBox.critical(
+            None, "callrec-desktop: unexpected error",
+            f"Something went wrong inside callrec-desktop:\n\n{summary}{where}\n\n"
+            "Check the recording state in the window. If it looks wrong, restart callrec-desktop "
+            "and tell IT.")
+
+
+def _fatal(problem: str, detail: str, headless: bool) -> None:
+    """One clear message naming the file and key: a box on a desktop, always on stderr."""
+    print(f"callrec-desktop: error: {problem}: {detail}", file=sys.stderr, flush=True)
+    if not headless:
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.critical(None, "callrec-desktop cannot start", f"callrec-desktop cannot start: {problem}.\n\n{detail}")
+
+
+# ---- main ----------------------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="callrec-desktop", description="The call handler's call recording window.")
+    p.add_argument("--version", action="version", version=f"callrec-desktop {__version__}")
+    p.add_argument("--config", type=Path, help="an extra settings file read last")
+    p.add_argument("--demo", action="store_true", help="play a demonstration call through the window")
+    p.add_argument("--self-test", action="store_true",
+                   help="record 2 s of generated audio offscreen through the real window and pipeline, verify it, exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def _load_config(path: Path | None) -> Config:
+    if path is None:
+        return load_config()
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    return load_config(env=dict(os.environ, CALLREC_CONFIG=str(path)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, qt_args = _parser().parse_known_args(argv)
+    if args.self_test:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before the QApplication exists
+    headless = args.self_test or os.environ.get("QT_QPA_PLATFORM") == "offscreen"
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
+    app.setApplicationName("callrec-desktop")
+    app.setOrganizationName("callrec-desktop")
+    app.setApplicationVersion(__version__)
+    try:
+        config = _load_config(args.config)
+    except ConfigError as exc:
+        _fatal("the settings are not valid", str(exc), headless)
+        return EXIT_BAD_INPUT
+    log_file = _setup_logging(config.paths.log_dir, args.verbose)
+    _install_qt_message_handler()
+    reporter = ErrorReporter(headless, log_file)
+    reporter.install()
+    if args.self_test:
+        return SelfTest(app, config, reporter).run()
+    return _run_window(app, config, args, reporter)
+
+
+def _read_notice() -> str:
+    path = resources_dir() / "privacy-notice.txt"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        log.error("cannot read the privacy notice %s: %s", path, exc)
+        return ""
+
+
+def _stop_all(things: list) -> None:
+    for thing in reversed(things):
+        try:
+            (thing.stop if hasattr(thing, "stop") else thing)()
+        except Exception:
+            log.exception("stopping %r failed", thing)
+
+
+def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
+    from PySide6.QtCore import QSettings, QTimer
+
+    from callrec_desktop.compose import StoreSetupError, build_desk, device_source_factory, open_configured_store
+    from callrec_desktop.credentials import CredentialStore
+    from callrec_desktop.ui.adapter import DeskAdapter
+    from callrec_desktop.ui.main_window import MainWindow
+    from callrec_desktop.ui.settings_dialog import SettingsServices
+
+    try:
+        # A configured folder that is missing (an unmounted share) is not fatal here: recording
+        # goes on into the spool and the window shows "central storage unreachable".
+        store = open_configured_store(config, require_folder=False)
+    except StoreSetupError as exc:
+        log.error("the central store cannot be used: %s", exc)
+        _fatal("the central store cannot be used", str(exc), reporter.headless)
+        return EXIT_BAD_INPUT
+    desk = build_desk(config, store=store, source_factory=device_source_factory(config))
+    adapter = DeskAdapter(desk)
+    desk.add_listener(adapter.emit_status)
+    reporter.adapter = adapter
+    adapter.error_reported.connect(reporter.report)
+    services = SettingsServices(credentials=CredentialStore(), token_provider=_token_provider(config))
+    holder: dict = {}
+
+    def demo() -> None:
+        try:
+            run_demo(holder["window"], desk, config)
+        except NotImplementedError as exc:
+            log.warning("demo: %s", exc)
+            holder["window"].show_message(str(exc))
+
+    window = MainWindow(desk, adapter, config, notice_text=_read_notice(), services=services,
+                        qsettings=QSettings(), on_demo=demo)
+    holder["window"] = window
+    app.setQuitOnLastWindowClosed(False)  # the compact window may be the only one shown
+    window.closed.connect(app.quit)
+    window.show()
+
+    integrations: list = []
+
+    def start() -> list:  # worker thread: spool recovery, uploader, capture, integrations
+        desk.start()
+        return _start_integrations(config, desk)
+
+    def started(result) -> None:
+        if result.ok:
+            integrations.extend(result.value)
+        else:
+            log.error("start-up failed: %s", result.error, exc_info=result.error)
+            reporter.report(f"start-up failed: {result.error}")
+
+    adapter.run_task(start, started, name="desk-start")
+    if args.demo:
+        QTimer.singleShot(0, demo)
+    rc = app.exec()
+    log.info("closing: stopping capture and uploads")
+    _stop_all(integrations)
+    adapter.shutdown()
+    desk.shutdown()
+    log.info("closed")
+    return rc
+
+
+# ---- self-test -----------------------------------------------------------------------------------------
+
+class SelfTest:
+    """``--self-test``: the real window, Desk, recorder, spool, uploader and a folder store, fed by a
+    generated two-tone WAV at real-time pace. Driven by QTimers; no sleeps. Prints
+    ``self-test: ok <call_id>`` (exit 0) or ``self-test: FAILED: <reason>`` (exit 1)."""
+
+    def __init__(self, app, config: Config, reporter: ErrorReporter) -> None:
+        self.app = app
+        self.config = config
+        self.reporter = reporter
+        reporter.on_error = lambda summary: self.fail(f"unexpected error: {summary}")
+        self.rc: int | None = None
+        self.phase = "starting"
+        self.call_id: str | None = None
+        self.saw_recording = False
+        self.checking = False
+
+    def run(self) -> int:
+        from PySide6.QtCore import QTimer
+
+        with tempfile.TemporaryDirectory(prefix="callrec-selftest-") as tmp:
+            try:
+                self._build(Path(tmp))
+            except Exception as exc:
+                print(f"self-test: FAILED: cannot set up: {exc}", flush=True)
+                return EXIT_FAULT
+            self.poll = QTimer()
+            self.poll.setInterval(10)
+            self.poll.timeout.connect(self._step)
+            self.deadline = QTimer()
+            self.deadline.setSingleShot(True)
+            self.deadline.timeout.connect(lambda: self.fail(f"timed out after {SELF_TEST_TIMEOUT_S:.0f} s in phase "
+                                                            f"{self.phase}"))
+            self.deadline.start(int(SELF_TEST_TIMEOUT_S * 1000))
+            self.window.show()
+            self.adapter.run_task(self.desk.start, self._on_started, name="self-test-start")
+            self.app.exec()
+            self.poll.stop()
+            self.deadline.stop()
+            self.adapter.shutdown()
+            self.desk.shutdown()
+        return EXIT_FAULT if self.rc is None else self.rc
+
+    def _build(self, root: Path) -> None:
+        import numpy as np
+        import soundfile as sf
+
+        from callrec_desktop.audio.sources import FileSource
+        from callrec_desktop.compose import block_frames, build_desk
+        from callrec_desktop.storage.folder import FolderStore
+        from callrec_desktop.ui.adapter import DeskAdapter
+        from callrec_desktop.ui.main_window import MainWindow
+
+        rate = self.config.recorder.sample_rate
+        self.rate = rate
+        self.block = block_frames(self.config)
+        # Two seconds of call, plus a short tail so "end call" is pressed while audio still flows.
+        t = np.arange(round((SELF_TEST_SECONDS + 0.5) * rate)) / rate
+        audio = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 1250 * t)], axis=1)
+        wav = root / "two-tone.wav"
+        sf.write(wav, audio.astype(np.float32), rate, subtype="PCM_16")
+        (root / "store").mkdir()
+        self.store = FolderStore(root / "store")
+        self.desk = build_desk(self.config, store=self.store, spool_dir=root / "spool", channels=2,
+                               source_factory=lambda: FileSource(wav, self.block, realtime=True, sample_rate=rate))
+        self.adapter = DeskAdapter(self.desk)
+        self.desk.add_listener(self.adapter.emit_status)
+        self.reporter.adapter = self.adapter
+        self.adapter.error_reported.connect(self.reporter.report)
+        self.window = MainWindow(self.desk, self.adapter, self.config, notice_text=_read_notice(),
+                                 confirm=lambda *a: True, offer_settings=False)
+
+    def _on_started(self, result) -> None:
+        if not result.ok:
+            self.fail(f"the desk did not start: {result.error}")
+            return
+        self.phase = "waiting for capture"
+        self.poll.start()
+
+    def _step(self) -> None:
+        try:
+            self._advance()
+        except Exception as exc:
+            log.exception("self-test step failed")
+            self.fail(f"{type(exc).__name__}: {exc}")
+
+    def _advance(self) -> None:
+        status = self.desk.status()
+        if self.phase == "waiting for capture":
+            if _capture_failed(status):
+                self.fail(f"capture failed: {status.faults}")
+            elif status.capturing:
+                line = self.config.lines.lines[0]
+                # Stamped at frame 0: nothing has left the look-behind buffer yet.
+                self.call_id = self.desk.start_call(line.id, caller="07700900123", at_frame=0)
+                self.phase = "recording"
+        elif self.phase == "recording":
+            self.saw_recording = self.saw_recording or self.window.view.kind == "recording"
+            frame = self.desk.current_frame()
+            if frame is not None and frame >= SELF_TEST_SECONDS * self.rate:
+                self.desk.end_call(at_frame=round(SELF_TEST_SECONDS * self.rate))
+                self.phase = "uploading"
+                self.poll.setInterval(100)
+        elif self.phase == "uploading" and not self.checking:
+            if not self.saw_recording:
+                self.fail("the window never showed \"Recording\" during the call")
+                return
+            self.checking = True
+            store, call_id = self.store, self.call_id
+            self.adapter.run_task(lambda: _check_uploaded(store, call_id), self._on_checked, name="self-test-check")
+
+    def _on_checked(self, result) -> None:
+        self.checking = False
+        if not result.ok:
+            self.fail(f"{result.error}")
+            return
+        manifest = result.value
+        if manifest is None:
+            return  # not uploaded yet; poll again
+        frames, want = manifest.frames, round(SELF_TEST_SECONDS * self.rate)
+        if abs(frames - want) > self.block:
+            self.fail(f"recorded {frames} frames, expected {want} ± {self.block}")
+        elif manifest.end is None or manifest.end.reason != "hangup":
+            self.fail(f"the recording ended as {manifest.end and manifest.end.reason}, expected hangup")
+        elif self.window.view.kind != "ended":
+            self.fail(f"the window shows {self.window.view.title!r} after the call ended")
+        else:
+            self.finish(EXIT_OK, f"self-test: ok {manifest.call_id}")
+
+    def fail(self, reason: str) -> None:
+        self.finish(EXIT_FAULT, f"self-test: FAILED: {reason}")
+
+    def finish(self, rc: int, line: str) -> None:
+        if self.rc is not None:
+            return
+        self.rc = rc
+        print(line, flush=True)
+        (log.info if rc == EXIT_OK else log.error)("%s", line)
+        if hasattr(self, "window"):
+            self.window.close()
+        self.app.exit(rc)
+
+
+def _capture_failed(status) -> bool:
+    from callrec_desktop.desk import Fault
+
+    return Fault.NO_DEVICE in status.faults or Fault.DEVICE_LOST in status.faults
+
+
+def _check_uploaded(store, call_id: str):
+    """The finished manifest once it is in the store and every chunk verifies; None before. Worker."""
+    from callrec_desktop.archive import ArchiveError, load_manifest, verify_call
+
+    try:
+        manifest = load_manifest(store, call_id)
+    except ArchiveError:
+        return None
+    if manifest.status != "complete":
+        return None
+    problems = verify_call(store, manifest)
+    if problems:
+        # The manifest goes last, so a complete manifest with missing chunks is a real fault.
+        raise RuntimeError("; ".join(problems))
+    return manifest
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
