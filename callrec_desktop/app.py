@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from callrec_desktop import __version__
+from callrec_desktop.compose import quiet_credential_loggers
 from callrec_desktop.config import Config, ConfigError, load_config, resources_dir
 
 EXIT_OK = 0
@@ -35,18 +36,73 @@ log = logging.getLogger("callrec_desktop.app")
 
 # ---- hooks for the other parts of the product ----------------------------------------------------------
 
-def _start_integrations(config: Config, desk) -> list:
-    """INTEGRATION POINT (lead): start the local control API (``config.control``) and the automatic
-    payment triggers (``config.triggers``) against ``desk`` here. Runs on a worker thread once
-    the desk has started. Return everything that must be stopped on exit: objects with a
-    ``stop()`` method, or plain callables. Currently nothing is wired."""
-    return []
+def _start_integrations(config: Config, desk, control_token) -> list:
+    """Start the local control API and the automatic payment triggers against ``desk``.
+
+    Runs on a worker thread once the desk has started. Returns what must be stopped on exit,
+    in the order to stop it (before the desk shuts down)."""
+    from callrec_desktop.triggers.dtmf_trigger import DtmfPaymentTrigger
+    from callrec_desktop.triggers.focus import FocusPaymentTrigger, focus_support
+
+    started: list = []
+    if config.triggers.dtmf_enabled:
+        # Card-entry key tones on the caller's side (channel 1 of stereo; mono has no caller).
+        if config.audio.channels == 2:
+            desk.add_block_observer(DtmfPaymentTrigger(desk, config.recorder.sample_rate, channel=1))
+        else:
+            log.warning("DTMF trigger off: mono recording has no caller channel")
+    if config.triggers.payment_window_titles:
+        why_not = focus_support()
+        if why_not is None:
+            focus = FocusPaymentTrigger(desk, config.triggers.payment_window_titles, config.triggers.focus_poll_ms)
+            focus.start()
+            started.append(focus)
+        else:
+            log.warning("window-title payment trigger unavailable: %s", why_not)
+    if control_token is not None:
+        from callrec_desktop.control.server import ControlServer
+
+        server = ControlServer(desk, control_token().value, port=config.control.port)
+        try:
+            server.start()
+            started.append(server)
+        except OSError as exc:  # e.g. the port is taken: recording goes on, the agent is told
+            log.error("control API not started: %s", exc)
+            desk.notify(f"The control API could not start ({exc}); softphone and payment-page signals "
+                        "will not reach this recorder. Use the buttons.")
+    return started
 
 
-def _token_provider(config: Config) -> Callable[[], str] | None:
-    """INTEGRATION POINT (lead): return ``callrec_desktop.control.token``'s getter once the control
-    API exists; the settings dialog shows "control API disabled" while this is None."""
-    return None
+def _control_token(config: Config):
+    """The control API token, loaded (or created) once from the OS keyring on first use.
+    None when the control API is disabled."""
+    if not config.control.enabled:
+        return None
+    from callrec_desktop.control.token import load_or_create_token
+
+    cache: list = []
+    lock = threading.Lock()
+
+    def get():
+        with lock:
+            if not cache:
+                cache.append(load_or_create_token())
+            return cache[0]
+
+    return get
+
+
+def _token_provider(control_token) -> Callable[[], str] | None:
+    """What the settings dialog shows: the token, or why it is not kept."""
+    if control_token is None:
+        return None
+    from callrec_desktop.control.token import NOT_STORED_MESSAGE
+
+    def text() -> str:
+        token = control_token()
+        return token.value if token.stored else f"{token.value}  ({NOT_STORED_MESSAGE})"
+
+    return text
 
 
 def run_demo(window, desk, config: Config) -> None:
@@ -69,6 +125,7 @@ def _setup_logging(log_dir: Path, verbose: bool) -> Path | None:
     console.setLevel(logging.DEBUG if verbose else logging.WARNING)
     console.setFormatter(logging.Formatter("callrec-desktop: %(levelname)s: %(message)s"))
     root.addHandler(console)
+    quiet_credential_loggers()
     path = log_dir / "callrec-desktop.log"
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +135,7 @@ def _setup_logging(log_dir: Path, verbose: bool) -> Path | None:
         return None
     handler.setFormatter(fmt)
     root.addHandler(handler)
+    quiet_credential_loggers()
     log.info("callrec-desktop %s starting; log %s", __version__, path)
     return path
 
@@ -219,6 +277,22 @@ def _read_notice() -> str:
         return ""
 
 
+def _quit_on_signals(app):
+    """SIGTERM / SIGINT (logout, service stop, Ctrl+C) close the app the normal way: capture
+    stops, an open call ends as interrupted, uploads flush. Python only runs signal handlers
+    between bytecodes, so a cheap timer gives it the chance while Qt's loop waits."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: app.quit())
+    timer = QTimer()
+    timer.timeout.connect(lambda: None)
+    timer.start(250)
+    return timer
+
+
 def _stop_all(things: list) -> None:
     for thing in reversed(things):
         try:
@@ -249,7 +323,11 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
     desk.add_listener(adapter.emit_status)
     reporter.adapter = adapter
     adapter.error_reported.connect(reporter.report)
-    services = SettingsServices(credentials=CredentialStore(), token_provider=_token_provider(config))
+    from callrec_desktop.triggers.focus import focus_support
+
+    control_token = _control_token(config)
+    services = SettingsServices(credentials=CredentialStore(), token_provider=_token_provider(control_token),
+                                focus_support=focus_support)
     holder: dict = {}
 
     def demo() -> None:
@@ -270,7 +348,7 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
 
     def start() -> list:  # worker thread: spool recovery, uploader, capture, integrations
         desk.start()
-        return _start_integrations(config, desk)
+        return _start_integrations(config, desk, control_token)
 
     def started(result) -> None:
         if result.ok:
@@ -282,6 +360,8 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
     adapter.run_task(start, started, name="desk-start")
     if args.demo:
         QTimer.singleShot(0, demo)
+    signal_timer = _quit_on_signals(app)  # noqa: F841 - kept alive for the event loop
+    log.info("ready")
     rc = app.exec()
     log.info("closing: stopping capture and uploads")
     _stop_all(integrations)

@@ -25,19 +25,13 @@ import threading
 from pathlib import Path
 
 from callrec_desktop import __version__
+from callrec_desktop.compose import quiet_credential_loggers
 from callrec_desktop.config import Config, ConfigError, UnknownLineError, load_config
 
 EXIT_FAULT = 1
 EXIT_BAD_INPUT = 2
 
 log = logging.getLogger("callrec")
-
-
-def quiet_credential_loggers() -> None:
-    """botocore logs each signed request at DEBUG, access key id included: keep those
-    libraries at INFO whatever our own level is, so no credential reaches a log."""
-    for name in ("botocore", "boto3", "s3transfer", "urllib3"):
-        logging.getLogger(name).setLevel(max(logging.getLogger(name).level, logging.INFO))
 
 
 class UsageError(Exception):

@@ -113,7 +113,8 @@ class Desk:
         self._settings = settings
         self._identity = identity
         self._source_factory = source_factory
-        self._extra_observers = list(block_observers or [])
+        # Replaced (never mutated) when one is added, so the recorder thread can iterate it freely.
+        self._extra_observers: tuple[Callable[[AudioBlock], None], ...] = tuple(block_observers or ())
         self._lock = threading.Lock()  # guards _status and _recorder
         self._status = DeskStatus()
         self._recorder: Recorder | None = None
@@ -126,6 +127,15 @@ class Desk:
     def add_listener(self, listener: DeskListener) -> None:
         """Called with a new status on whichever thread changed it; must return quickly."""
         self._listeners.append(listener)
+
+    def add_block_observer(self, observer: Callable[[AudioBlock], None]) -> None:
+        """Also show every captured block to ``observer`` (recorder thread; e.g. the DTMF
+        trigger, which needs the desk and so is built after it). Takes effect at once."""
+        self._extra_observers = (*self._extra_observers, observer)
+
+    def _observe_extra(self, block: AudioBlock) -> None:
+        for observe in self._extra_observers:
+            observe(block)
 
     def start(self) -> None:
         """Recover the spool, start uploading and start capturing (if a device is there)."""
@@ -145,7 +155,7 @@ class Desk:
             recorder = Recorder(
                 source, self._spool, self._settings, self._identity,
                 listeners=[self._on_recorder_event],
-                block_observers=[self._measure_levels, *self._extra_observers],
+                block_observers=[self._measure_levels, self._observe_extra],
             )
         except (AudioSourceError, ValueError) as exc:
             self._set_fault(Fault.NO_DEVICE, str(exc))
@@ -232,6 +242,10 @@ class Desk:
         self._do(lambda r: r.end_call(source=source, at_frame=at_frame))
         self._update(state=CallState.ENDED, payment_started=None, payment_source=None,
                      last_end_reason="hangup", transferred_to=None, notice=None)
+
+    def notify(self, message: str) -> None:
+        """A one-off message for the agent (shown as an info bar). Any thread."""
+        self._update(notice=message)
 
     def current_frame(self) -> int | None:
         with self._lock:

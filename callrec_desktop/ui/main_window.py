@@ -793,7 +793,7 @@ class MainWindow(QMainWindow):
         config, services = self.config, self._services
         self.adapter.run_task(
             lambda: load_snapshot(config, credentials=services.credentials, token_provider=services.token_provider,
-                                  list_devices=services.list_devices),
+                                  focus_support=services.focus_support, list_devices=services.list_devices),
             self._on_settings_loaded, name="load-settings")
 
     def _on_settings_loaded(self, result: TaskResult) -> None:

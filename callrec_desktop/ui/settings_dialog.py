@@ -69,6 +69,8 @@ class SettingsServices:
     list_devices: Callable[[], list[dict]] = list_input_devices
     # (device name, sample rate, block frames) -> a mono source, not started. Default: DeviceSource.
     test_source_factory: Callable[[str, int, int], AudioSource] | None = None
+    # Why the window-title trigger cannot work on this PC (None: it can). From triggers.focus.
+    focus_support: Callable[[], str | None] | None = None
 
 
 # ---- jobs for worker threads (Qt-free) ------------------------------------------------------------
@@ -332,6 +334,12 @@ class SettingsDialog(QDialog):
         form.addRow("Payment window titles", self.patterns)
         form.addRow("", _hint("One per line. When a window whose title matches one of these gains focus during a "
                               "call, recording pauses for payment. Regular expressions, not case-sensitive.", page))
+        unsupported = self.snapshot.focus_unsupported
+        if unsupported:
+            self.focus_unsupported = _hint(f"This trigger cannot work on this PC: {unsupported} "
+                                           "Card-tone detection and the control API still pause recording.", page)
+            self.focus_unsupported.setAccessibleName("Window-title trigger unavailable")
+            form.addRow("", self.focus_unsupported)
         return page
 
     # ---- locks --------------------------------------------------------------------------------

@@ -114,9 +114,11 @@ class SettingsSnapshot:
     credentials_note: str = ""
     token: str | None = None
     token_note: str = ""
+    focus_unsupported: str | None = None  # why the window-title trigger cannot work here
 
 
 def load_snapshot(config: Config, *, credentials=None, token_provider: Callable[[], str] | None = None,
+                  focus_support: Callable[[], str | None] | None = None,
                   list_devices: Callable[[], list[dict]] | None = None, system_file: Path | None = None,
                   user_file: Path | None = None) -> SettingsSnapshot:
     """Read files, the keyring, the control token and the device list. Worker thread only."""
@@ -154,7 +156,10 @@ def load_snapshot(config: Config, *, credentials=None, token_provider: Callable[
         except Exception as exc:
             token_note = f"control API token unavailable: {exc}"
 
+    focus_unsupported = focus_support() if focus_support is not None else None  # may load libX11
+
     return SettingsSnapshot(
+        focus_unsupported=focus_unsupported,
         values=effective_values(config),
         locked=locked_keys(config, system_file=system_file, user_file=user_file),
         user_file=user_file or paths.user_file,

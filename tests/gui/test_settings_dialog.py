@@ -279,3 +279,23 @@ def test_settings_open_from_the_window_and_a_save_says_what_needs_a_restart(make
 def test_toml_writer_round_trips_awkward_strings(tmp_path):
     doc = {"identity": {"agent_id": 'O\'Brien "quote" \\ back\ttab é'}, "triggers": {"payment_window_titles": ["a\\d+"]}}
     assert tomllib.loads(to_toml(doc)) == doc
+
+
+def test_the_payment_tab_says_when_the_window_title_trigger_cannot_work_here(env):
+    """focus_support() is the real platform check from triggers.focus, run with no DISPLAY."""
+    from dataclasses import replace
+
+    from callrec_desktop.triggers.focus import focus_support
+
+    message = focus_support(env={})
+    assert message  # no DISPLAY: not supported
+    e = env()
+    d = e.dialog()
+    assert not hasattr(d, "focus_unsupported")  # supported (or not checked): no warning
+    snapshot = replace(load_snapshot(e.config, focus_support=lambda: focus_support(env={}),
+                                     system_file=e.system_file, user_file=e.user_file))
+    d2 = SettingsDialog(snapshot, e.config, e.adapter, e.services)
+    e.qtbot.addWidget(d2)
+    e.dialogs.append(d2)
+    assert message in d2.focus_unsupported.text()
+    assert "Card-tone detection and the control API still pause recording" in d2.focus_unsupported.text()
