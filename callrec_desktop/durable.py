@@ -16,7 +16,7 @@ def fsync_dir(path: Path) -> None:
     """Make a rename or unlink in ``path`` durable. A no-op where directories can't be opened (Windows)."""
     if sys.platform == "win32":
         return
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
     finally:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from callrec_desktop.durable import fsync_dir, sha256_file
 from callrec_desktop.storage.base import (
     ObjectNotFoundError,
     PermanentStoreError,
@@ -65,7 +66,7 @@ class FolderStore:
             raise PermanentStoreError(f"{self.description} {key}: expected SHA-256 is not lowercase hex: {sha256!r}")
         self._check_root(key)
         try:
-            existing = _hash_file(target)
+            existing = sha256_file(target)
         except FileNotFoundError:
             existing = None
         except OSError as exc:
@@ -98,7 +99,7 @@ class FolderStore:
             _unlink_quietly(tmp)
             raise
         try:
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         except OSError as exc:
             raise self._os_error(key, "syncing the folder", exc) from exc
         return PutReceipt(key, size, digest)
@@ -208,7 +209,7 @@ class FolderStore:
             except OSError as exc:
                 raise self._os_error(key, "creating folders", exc) from exc
             try:
-                _fsync_dir(d.parent)
+                fsync_dir(d.parent)
             except OSError as exc:
                 raise self._os_error(key, "syncing the folder", exc) from exc
 
@@ -228,26 +229,6 @@ def _write_all(out, data: bytes) -> None:
     while view:
         n = out.write(view)  # unbuffered FileIO may write less than asked
         view = view[n:]
-
-
-def _hash_file(path: Path) -> tuple[int, str]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while block := f.read(BLOCK_SIZE):
-            h.update(block)
-            size += len(block)
-    return size, h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name == "nt":  # Windows cannot open a folder for fsync; NTFS journals the rename.
-        return
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 STALE_TEMP_SECONDS = 600
