@@ -10,7 +10,6 @@ from pathlib import Path
 
 from callrec_desktop.storage.base import Store
 from callrec_desktop.storage.folder import FolderStore
-from callrec_desktop.storage.s3 import ADDRESSING_STYLES, S3Store
 
 # (endpoint_url or None for AWS, bucket) -> (access key id, secret) or None for boto3's chain.
 # ``credentials.CredentialStore.lookup`` has this shape.
@@ -80,6 +79,9 @@ def open_store(
     if parsed[0] == "folder":
         return FolderStore(parsed[1])
     _, bucket, prefix = parsed
+    # boto3 costs ~130 ms to import: only S3 users pay for it (app start-up, folder stores).
+    from callrec_desktop.storage.s3 import ADDRESSING_STYLES, S3Store
+
     if addressing_style not in ADDRESSING_STYLES:
         raise StoreUrlError(f"addressing style must be one of {', '.join(ADDRESSING_STYLES)}, got {addressing_style!r}")
     credentials = credentials_provider(endpoint_url, bucket) if credentials_provider else None
