@@ -1,10 +1,221 @@
-"""Generated audio for the headless demo: a 20 s two-sided "conversation" of speech-like
-bursts, with the caller keying card digits (DTMF) inside the payment window so the demo's
-export shows them gone."""
+"""The demo call: the bundled recording (``resources/demo``) and what plays it. No Qt.
+
+* ``load_demo()`` reads ``demo-call.flac`` (a 45 s two-sided call spoken by espeak-ng, agent
+  left, caller right, with the caller keying a test card number as DTMF tones) and its script
+  ``demo-call.json`` (``callrec record --script`` format). ``scripts/make_demo_audio.py``
+  generates both.
+* ``DemoSource`` delivers that file to the recorder like a live headset: paced at real time
+  (or ``speed`` times faster, for tests), then silence for as long as capture runs.
+* ``demo_steps()`` turns the script into what the window demo does, and when.
+* ``demo_call_audio()`` is the older generated (speech-like bursts) audio, still used by
+  ``scripts/screenshots.py``.
+
+``callrec demo`` (headless) and ``callrec-desktop --demo`` (the window) play the same call.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
 import numpy as np
+
+from callrec_desktop.audio.sources import AudioBlock, FileSource
+from callrec_desktop.config import Config, StoreSettings, resources_dir
+from callrec_desktop.core.script import ScriptEvent, parse_script
+
+DEMO_AUDIO = "demo-call.flac"
+DEMO_SCRIPT = "demo-call.json"
+# In the window demo the agent presses "Take payment" this long (of audio) after the script's
+# moment, so with the DTMF trigger on the viewer sees the caller's first key tone pause the
+# recording automatically. The late press is stamped where the script says (the look-behind
+# keeps those frames in memory), so with the trigger off nothing of the tones is kept either.
+AGENT_LATE_SECONDS = 1.5
+
+
+class DemoError(Exception):
+    """The bundled demo call is missing or unusable (a broken installation)."""
+
+
+@dataclass(frozen=True)
+class DemoCall:
+    audio: Path
+    script: Path
+    events: tuple[ScriptEvent, ...]
+    seconds: float  # length of the audio
+
+    @property
+    def last_event_at(self) -> float:
+        return self.events[-1].at
+
+
+def demo_dir(resources: Path | None = None) -> Path:
+    return (resources or resources_dir()) / "demo"
+
+
+def load_demo(resources: Path | None = None, *, config: Config | None = None) -> DemoCall:
+    """The bundled demo call, its script validated (lines and departments against ``config``)."""
+    import soundfile as sf
+
+    folder = demo_dir(resources)
+    audio, script = folder / DEMO_AUDIO, folder / DEMO_SCRIPT
+    try:
+        text = script.read_bytes()
+        info = sf.info(str(audio))
+    except (OSError, RuntimeError) as exc:
+        raise DemoError(f"the demo call is missing from this installation ({folder}): {exc}") from None
+
+    check_line = check_department = None
+    if config is not None:
+        lines = config.lines
+        check_line = lines.find
+
+        def check_department(name: str) -> None:
+            if name not in lines.transfer_departments:
+                raise ValueError(f"unknown department {name!r}")
+
+    try:
+        events = parse_script(text, str(script), check_line=check_line, check_department=check_department)
+    except ValueError as exc:
+        raise DemoError(str(exc)) from None
+    return DemoCall(audio, script, tuple(events), info.frames / info.samplerate)
+
+
+def demo_config(config: Config) -> Config:
+    """The settings the demo records with: the user's, except stereo (the demo call has a caller
+    side) and always the embedded folder store, so a demonstration call never reaches the
+    council's central storage."""
+    return replace(config, audio=replace(config.audio, channels=2), store=StoreSettings())
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    """One scripted event: applied once capture reaches ``due_frame``, stamped at ``at_frame``."""
+
+    due_frame: int
+    at_frame: int
+    event: ScriptEvent
+
+
+def demo_steps(events: tuple[ScriptEvent, ...] | list[ScriptEvent], sample_rate: int, *,
+               lookbehind_frames: int, agent_late_seconds: float = AGENT_LATE_SECONDS) -> list[DemoStep]:
+    """When the window demo applies each event. Every event is stamped at its script frame;
+    ``payment_started`` is applied ``agent_late_seconds`` late, but at most the look-behind less
+    0.5 s (so the stamp is still honoured exactly), see ``AGENT_LATE_SECONDS``."""
+    late = min(round(agent_late_seconds * sample_rate), max(0, lookbehind_frames - sample_rate // 2))
+    steps = []
+    for e in events:
+        frame = e.frame(sample_rate)
+        steps.append(DemoStep(frame + (late if e.event == "payment_started" else 0), frame, e))
+    return steps
+
+
+class DemoSource:
+    """The demo file delivered like a live capture device (an ``AudioSource``).
+
+    Paced on ``time.monotonic`` from ``start()``: a block is handed out once the time of its
+    last frame has come, ``speed`` times faster than real time (1 = real time). After the file,
+    silent blocks follow for as long as capture runs: a headset does not stop when a call
+    ends, and the desk must never show "capturing" over a source that has run dry (a call
+    started after the demo then records silence, truthfully, instead of nothing).
+    ``read``/``start`` run on the recorder thread; ``stop`` on any thread.
+    """
+
+    def __init__(self, path: Path, block_frames: int, sample_rate: int, speed: float = 1.0) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self._file = FileSource(path, block_frames, realtime=False, sample_rate=sample_rate)
+        self.path = Path(path)
+        self.channels = self._file.channels
+        self.sample_rate = int(sample_rate)
+        self.block_frames = int(block_frames)
+        self.speed = float(speed)
+        self._stop = threading.Event()
+        self._held: np.ndarray | None = None
+        self._next_frame = 0
+        self._file_done = False
+        self._t0 = 0.0
+
+    @property
+    def frames_captured(self) -> int:
+        return self._next_frame
+
+    @property
+    def overflows(self) -> int:
+        return 0
+
+    def start(self) -> None:
+        self._file.start()
+        self._t0 = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._file.stop()
+
+    def __enter__(self) -> DemoSource:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def read(self, timeout: float | None = None) -> AudioBlock | None:
+        if self._stop.is_set():
+            return None
+        if self._held is None:
+            block = None if self._file_done else self._file.read()
+            if block is None:
+                self._file_done = True
+                self._held = np.zeros((self.block_frames, self.channels), dtype=np.float32)
+            else:
+                self._held = block.data
+        due = self._t0 + (self._next_frame + len(self._held)) / (self.sample_rate * self.speed)
+        delay = due - time.monotonic()
+        if delay > 0:
+            if timeout is not None and timeout < delay:
+                if self._stop.wait(max(0.0, timeout)):
+                    return None
+                return AudioBlock(self._next_frame, np.zeros((0, self.channels), dtype=np.float32))
+            if self._stop.wait(delay):
+                return None
+        data, self._held = self._held, None
+        block = AudioBlock(self._next_frame, data)
+        self._next_frame += len(data)
+        return block
+
+
+def demo_source_factory(config: Config, demo: DemoCall, speed: float = 1.0) -> Callable[[], DemoSource]:
+    """For ``compose.build_desk(source_factory=...)``: the demo call instead of the device."""
+    from callrec_desktop.compose import block_frames
+
+    def make() -> DemoSource:
+        return DemoSource(demo.audio, block_frames(config), config.recorder.sample_rate, speed)
+
+    return make
+
+
+def verified_manifest(store, call_id: str):
+    """The call's final manifest once it is in ``store`` and every chunk verifies; None before
+    (not there yet, or still provisional). Raises if a complete manifest's chunks are wrong.
+    Does I/O: call it on a worker thread."""
+    from callrec_desktop.archive import ArchiveError, load_manifest, verify_call
+
+    try:
+        manifest = load_manifest(store, call_id)
+    except ArchiveError:
+        return None
+    if manifest.status != "complete":
+        return None
+    problems = verify_call(store, manifest)
+    if problems:  # the manifest is uploaded last: a final one naming bad chunks is a real fault
+        raise DemoError("; ".join(problems))
+    return manifest
+
+
+# ---- the older generated demo audio (scripts/screenshots.py) -------------------------------------
 
 DTMF = {"4": (770, 1209), "1": (697, 1209), "7": (852, 1209), "5": (770, 1336)}
 
@@ -20,6 +231,7 @@ def _burst(rate: int, seconds: float, pitch: float, rng: np.random.Generator) ->
 
 
 def demo_call_audio(rate: int = 16000, seconds: float = 20.0, seed: int = 7) -> np.ndarray:
+    """20 s of speech-like bursts on alternating sides, card digits keyed at 6.5-9.5 s."""
     rng = np.random.default_rng(seed)
     out = np.zeros((int(seconds * rate), 2), dtype=np.float32)
     t = 0.0
