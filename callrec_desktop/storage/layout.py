@@ -14,7 +14,7 @@ The date partition is the call's UTC start date, read from the call id.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 
 from callrec_desktop.core.ids import InvalidIdError, call_date, validate_call_id
 
@@ -137,3 +137,63 @@ def _check_chars(text: str) -> None:
         raise InvalidKeyError(f"refused key {text!r}: non-ASCII or control character")
     if "\\" in text or ":" in text:
         raise InvalidKeyError(f"refused key {text!r}: backslash or ':' (drive letter)")
+
+
+# ---- team leaders' objects: notes and the access log ------------------------------------------
+#
+#     notes/YYYY/MM/DD/<call_id>/<note_id>.json     one per note, write-once
+#     access/YYYY/MM/DD/<call_id>/<event_id>.json   one per access event, write-once (append-only)
+#
+# The partition is the call's date (from its id), so a call's notes and access history are one
+# prefix each. Note and event ids look like ``20261129T101500123Z-3f9a1c0b7d2e``: the UTC
+# instant to the millisecond (so keys list in time order) and 48 random bits.
+
+NOTES_ROOT = "notes/"
+ACCESS_ROOT = "access/"
+EVENT_ID_RE = re.compile(r"^([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{3})Z-([0-9a-f]{12})\Z")
+
+
+def new_event_id(at: datetime) -> str:
+    """A fresh note/event id for the aware datetime ``at``."""
+    import secrets
+    from datetime import timezone
+
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("new_event_id needs an aware datetime")
+    u = at.astimezone(timezone.utc)
+    return (f"{u.year:04d}{u.month:02d}{u.day:02d}T{u.hour:02d}{u.minute:02d}{u.second:02d}"
+            f"{u.microsecond // 1000:03d}Z-{secrets.token_hex(6)}")
+
+
+def validate_event_id(value: object) -> str:
+    """Return ``value`` if it is a note/event id, else raise ``InvalidKeyError``."""
+    m = EVENT_ID_RE.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        raise InvalidKeyError(f"not a note/event id: {value!r} (expected like 20261129T101500123Z-3f9a1c0b7d2e)")
+    try:
+        datetime(*(int(g) for g in m.groups()[:6]))
+    except ValueError as exc:
+        raise InvalidKeyError(f"not a note/event id: {value!r} ({exc})") from None
+    return value  # type: ignore[return-value]
+
+
+def notes_prefix(call_id: str) -> str:
+    """``notes/YYYY/MM/DD/<call_id>/``: every note on one call."""
+    call_id = validate_call_id(call_id)
+    return f"{NOTES_ROOT}{_day_path(call_date(call_id))}/{call_id}/"
+
+
+def note_key(call_id: str, note_id: str) -> str:
+    """``notes/YYYY/MM/DD/<call_id>/<note_id>.json``."""
+    return f"{notes_prefix(call_id)}{validate_event_id(note_id)}.json"
+
+
+def access_prefix(call_id: str) -> str:
+    """``access/YYYY/MM/DD/<call_id>/``: the access history of one call."""
+    call_id = validate_call_id(call_id)
+    return f"{ACCESS_ROOT}{_day_path(call_date(call_id))}/{call_id}/"
+
+
+def access_key(call_id: str, event_id: str) -> str:
+    """``access/YYYY/MM/DD/<call_id>/<event_id>.json``."""
+    return f"{access_prefix(call_id)}{validate_event_id(event_id)}.json"

@@ -1,0 +1,349 @@
+"""The catalogue, against a folder store filled by the real pipeline (recorder → spool →
+uploader → FolderStore). Calls on different days are recorded by recorders whose clock says
+so; the interrupted call is a real spool recovery (as in test_spool.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+import threading
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from callrec_desktop.archive import load_manifest
+from callrec_desktop.audio.chunk_writer import ChunkWriter
+from callrec_desktop.audio.encoders import CodecSettings
+from callrec_desktop.audio.sources import SyntheticSource
+from callrec_desktop.catalog import Catalog, CatalogFilter
+from callrec_desktop.core.manifest import AudioFormat, Manifest
+from callrec_desktop.notes import NoteStore
+from callrec_desktop.recorder import Identity, Recorder
+from callrec_desktop.spool import Spool
+from callrec_desktop.storage import layout
+from callrec_desktop.storage.folder import FolderStore
+from callrec_desktop.uploader import Uploader
+from tests.support.recording import RATE, settings, two_tones
+
+DAY1 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=timezone.utc)
+DAY2 = datetime(2026, 3, 3, 14, 30, 0, tzinfo=timezone.utc)
+DAY3 = datetime(2026, 3, 5, 11, 0, 0, tzinfo=timezone.utc)
+CT, HOUSING = ("01443 425002", "Council Tax"), ("01443 425003", "Housing")
+
+
+def record(spool_dir: Path, store, when: datetime, calls: list[dict], agent: str = "agent007") -> list[Manifest]:
+    """Record ``calls`` one after another through the real pipeline, starting at ``when``.
+
+    Each call: line (number, department), caller, seconds, optional payment (start, end) and
+    transfer (department), in seconds into the call."""
+    gap = 0.25
+    total = sum(c["seconds"] + gap for c in calls) + 0.5
+    spool = Spool(spool_dir)
+    uploader = Uploader(spool, store)
+    rec = Recorder(SyntheticSource(two_tones(total), sample_rate=RATE, block_frames=1600), spool,
+                   settings(chunk_seconds=2.0, lookbehind_seconds=0.25), Identity(agent, "ws-" + agent, "test"),
+                   clock=lambda: when)
+    t = 0.0
+    for c in calls:
+        f = lambda s: round((t + s) * RATE)  # noqa: E731
+        rec.start_call(*c["line"], caller=c.get("caller"), at_frame=f(0))
+        if "payment" in c:
+            rec.start_payment(at_frame=f(c["payment"][0]))
+            rec.end_payment(at_frame=f(c["payment"][1]))
+        if "transfer" in c:
+            rec.transfer(c["transfer"], at_frame=f(c["seconds"]))
+        else:
+            rec.end_call(at_frame=f(c["seconds"]))
+        t += c["seconds"] + gap
+    results = rec.run()
+    assert uploader.drain(30), uploader.status()
+    return [load_manifest(store, m.call_id) for m in results.manifests]
+
+
+def record_interrupted(spool_dir: Path, store, when: datetime) -> Manifest:
+    """A call whose recorder died: the spool's recovery ends it as ``interrupted``; then uploaded."""
+    from callrec_desktop.core.ids import new_call_id
+
+    codec = CodecSettings("flac", sample_rate=RATE, channels=2)
+    spool = Spool(spool_dir)
+    m = Manifest(call_id=new_call_id(when), status="recording", line_number=HOUSING[0], department=HOUSING[1],
+                 direction="inbound", caller="07700 900999", external_id=None, agent="agent042",
+                 workstation="ws-agent042", started_at=when, ended_at=None, frames=0,
+                 audio=AudioFormat("flac", RATE, 2, ("agent", "caller"), None), app_version="test")
+    call = spool.create_call(m)
+    writer = ChunkWriter(call, codec, RATE)
+    writer.write(0, two_tones(3.0))
+    call.write_manifest(dataclasses.replace(m, chunks=tuple(writer.sealed), frames=3 * RATE))
+    call.release()  # the recorder is gone
+    assert spool.recover().interrupted_calls == (m.call_id,)
+    assert Uploader(spool, store).drain(30)
+    return load_manifest(store, m.call_id)
+
+
+class CountingStore:
+    """Wraps a store and records every ``list`` prefix and ``get`` key (to prove what a sync touches)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.description = inner, inner.description
+        self.lists: list[str] = []
+        self.gets: list[str] = []
+
+    def put(self, *a, **kw):
+        return self.inner.put(*a, **kw)
+
+    def get(self, key):
+        self.gets.append(key)
+        return self.inner.get(key)
+
+    def list(self, prefix):
+        self.lists.append(prefix)
+        return self.inner.list(prefix)
+
+
+@dataclasses.dataclass
+class Library:
+    root: Path
+    store: FolderStore
+    calls: dict[str, Manifest]
+
+
+def build_library(root: Path) -> Library:
+    (root / "store").mkdir(parents=True)
+    store = FolderStore(root / "store")
+    day1 = record(root / "spool1", store, DAY1, [
+        {"line": CT, "caller": "07700 900123", "seconds": 3.0, "payment": (1.0, 2.0)},    # payment
+        {"line": HOUSING, "caller": "+44 7700 900456", "seconds": 2.0, "transfer": "Planning"},  # transferred
+    ])
+    day2 = record(root / "spool2", store, DAY2, [
+        {"line": CT, "caller": "07700900123", "seconds": 5.0},                             # same caller, long
+        {"line": HOUSING, "seconds": 1.5},                                                 # withheld number
+    ], agent="agent042")
+    interrupted = record_interrupted(root / "spool3", store, DAY2 + timedelta(hours=1))
+    calls = {"pay": day1[0], "transfer": day1[1], "long": day2[0], "withheld": day2[1], "interrupted": interrupted}
+    return Library(root, store, calls)
+
+
+@pytest.fixture(scope="module")
+def library_template(tmp_path_factory) -> Library:
+    return build_library(tmp_path_factory.mktemp("library"))
+
+
+@pytest.fixture
+def library(library_template, tmp_path) -> Library:
+    """A private copy (tests may change the store)."""
+    shutil.copytree(library_template.store.root, tmp_path / "store")
+    return Library(tmp_path, FolderStore(tmp_path / "store"), library_template.calls)
+
+
+@pytest.fixture(scope="module")
+def synced(library_template, tmp_path_factory) -> tuple[Catalog, Library]:
+    cat = Catalog(tmp_path_factory.mktemp("cat") / "catalog.sqlite")
+    report = cat.sync(library_template.store, today=DAY3.date())
+    assert (report.added, report.updated, report.unchanged, report.problems) == (5, 0, 0, ())
+    return cat, library_template
+
+
+def ids(rows) -> set[str]:
+    return {r.call_id for r in rows}
+
+
+# ---- filters -------------------------------------------------------------------------------
+
+
+def test_a_row_carries_what_the_manifest_says(synced):
+    cat, lib = synced
+    m = lib.calls["pay"]
+    row = cat.get(m.call_id)
+    assert (row.line_number, row.department, row.agent, row.workstation) == (CT[0], CT[1], "agent007", "ws-agent007")
+    assert (row.caller, row.caller_digits, row.status, row.end_reason) == ("07700 900123", "07700900123", "complete", "hangup")
+    assert (row.pause_count, row.payment_pause_count, row.chunk_count) == (1, 1, len(m.chunks))
+    assert row.duration_seconds == pytest.approx(3.0) and row.started_at == m.started_at
+    assert row.retention_until == m.retention_until and row.legal_hold is False
+    assert cat.manifest(m.call_id) == m  # the detail pane needs no refetch
+    t = cat.get(lib.calls["transfer"].call_id)
+    assert (t.end_reason, t.transferred_to) == ("transferred", "Planning")
+    assert cat.get("20260101T000000Z-000000000000") is None
+
+
+@pytest.mark.parametrize("flt, expected", [
+    (CatalogFilter(), {"pay", "transfer", "long", "withheld", "interrupted"}),
+    (CatalogFilter(started_from=DAY2 - timedelta(hours=1)), {"long", "withheld", "interrupted"}),
+    (CatalogFilter(started_to=DAY1 + timedelta(seconds=3)), {"pay"}),
+    (CatalogFilter(started_from=DAY1, started_to=DAY1 + timedelta(days=1)), {"pay", "transfer"}),
+    (CatalogFilter(line=CT[0]), {"pay", "long"}),
+    (CatalogFilter(department="Housing"), {"transfer", "withheld", "interrupted"}),
+    (CatalogFilter(agent="agent042"), {"long", "withheld", "interrupted"}),
+    (CatalogFilter(workstation="ws-agent007"), {"pay", "transfer"}),
+    (CatalogFilter(caller="+44 (0)7700 900123"), {"pay", "long"}),
+    (CatalogFilter(caller="0044 7700 900 456"), {"transfer"}),
+    (CatalogFilter(caller="07700-900-123", started_from=DAY2 - timedelta(hours=1)), {"long"}),
+    (CatalogFilter(caller="07700 900", caller_prefix=True), {"pay", "transfer", "long", "interrupted"}),
+    (CatalogFilter(caller="07700 900"), set()),
+    (CatalogFilter(min_seconds=2.5), {"pay", "long", "interrupted"}),
+    (CatalogFilter(min_seconds=2.5, max_seconds=4.0), {"pay", "interrupted"}),
+    (CatalogFilter(max_seconds=1.6), {"withheld"}),
+    (CatalogFilter(end_reason="transferred"), {"transfer"}),
+    (CatalogFilter(end_reason="interrupted"), {"interrupted"}),
+    (CatalogFilter(end_reason="hangup"), {"pay", "long", "withheld"}),
+    (CatalogFilter(had_payment_pause=True), {"pay"}),
+    (CatalogFilter(had_payment_pause=False, department="Council Tax"), {"long"}),
+])
+def test_filters(synced, flt, expected):
+    cat, lib = synced
+    want = {lib.calls[k].call_id for k in expected}
+    assert ids(cat.query(flt)) == want
+    assert cat.count(flt) == len(want)
+
+
+def test_bad_filters_are_refused(synced):
+    cat, _ = synced
+    with pytest.raises(ValueError, match="not a phone number"):
+        cat.query(CatalogFilter(caller="Mrs Jones"))
+    with pytest.raises(ValueError, match="end reason"):
+        cat.query(CatalogFilter(end_reason="hangup'; DROP TABLE calls; --"))
+    with pytest.raises(ValueError, match="aware"):
+        cat.query(CatalogFilter(started_from=datetime(2026, 3, 2)))
+
+
+def test_sorting_is_whitelisted_and_stable(synced):
+    cat, lib = synced
+    rows = cat.query(order_by="duration_seconds", descending=False)
+    assert [r.duration_seconds for r in rows] == sorted(r.duration_seconds for r in rows)
+    assert cat.query(order_by="started_at")[0].call_id == lib.calls["interrupted"].call_id
+    assert [r.call_id for r in cat.query(order_by="started_at", descending=False, limit=2, offset=1)] == \
+        [lib.calls["transfer"].call_id, lib.calls["long"].call_id]
+    for name in ("line_number", "department", "agent", "caller", "end_reason"):
+        assert len(cat.query(order_by=name)) == 5
+    with pytest.raises(ValueError, match="order_by"):
+        cat.query(order_by="started_at; DROP TABLE calls")
+    assert cat.count() == 5
+
+
+def test_notes_and_tags_filters(library, tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    cat.sync(library.store, today=DAY3.date())
+    notes = NoteStore(library.store, cat)
+    pay, long = library.calls["pay"].call_id, library.calls["long"].call_id
+    notes.add(pay, "tl-anne", 1.5, "Good handling of the card payment", tags=["good-practice"])
+    notes.add(long, "tl-anne", 0.5, "Caller raised a complaint", tags=["complaint", "follow-up"])
+    assert ids(cat.query(CatalogFilter(has_notes=True))) == {pay, long}
+    assert len(cat.query(CatalogFilter(has_notes=False))) == 3
+    assert ids(cat.query(CatalogFilter(tag="complaint"))) == {long}
+    assert ids(cat.query(CatalogFilter(tag="follow-up", caller="07700900123"))) == {long}
+    assert ids(cat.query(CatalogFilter(tag="follow"))) == set()  # whole tags only
+    assert cat.tags(long) == ["complaint", "follow-up"]
+
+
+# ---- sync ---------------------------------------------------------------------------------
+
+
+def test_incremental_sync_lists_only_recent_partitions_and_picks_up_a_new_day(library, tmp_path):
+    counting = CountingStore(library.store)
+    cat = Catalog(tmp_path / "c.sqlite")
+    first = cat.sync(counting, today=date(2026, 3, 4))
+    assert first.added == 5 and counting.lists[0] == "manifests/"  # first sync: one full listing
+    counting.lists.clear()
+    counting.gets.clear()
+    # a new day's calls arrive
+    [new] = record(tmp_path / "spool-new", library.store, DAY3, [{"line": CT, "caller": "07700900777", "seconds": 1.0}])
+    report = cat.sync(counting, today=DAY3.date())
+    assert (report.added, report.updated, report.problems) == (1, 0, ())
+    # listed: the day before the last synced day, through today; never DAY1's partition again
+    manifest_lists = [p for p in counting.lists if p.startswith("manifests/")]
+    assert manifest_lists == [layout.manifests_prefix(date(2026, 3, d)) for d in (3, 4, 5)]
+    assert report.partitions == 3
+    # only the new manifest was fetched; the complete ones already catalogued were not
+    assert [k for k in counting.gets if k.startswith("manifests/")] == [layout.manifest_key(new.call_id)]
+    assert report.unchanged == 3  # the three DAY2 calls listed again, not fetched
+    assert cat.get(new.call_id).caller_digits == "07700900777"
+    # next sync the same day: DAY1..DAY3 window shrinks to (DAY3 - 1) .. DAY3
+    counting.lists.clear()
+    again = cat.sync(counting, today=DAY3.date())
+    assert (again.added, again.updated) == (0, 0)
+    assert [p for p in counting.lists if p.startswith("manifests/")] == \
+        [layout.manifests_prefix(date(2026, 3, 4)), layout.manifests_prefix(date(2026, 3, 5))]
+
+
+def _put(store, key: str, data: bytes) -> None:
+    store.put(key, data, sha256=hashlib.sha256(data).hexdigest(), metadata={}, content_type="application/json")
+
+
+def test_a_provisional_manifest_is_replaced_by_the_final_one(library, tmp_path):
+    final = library.calls["pay"]
+    provisional = dataclasses.replace(final, status="recording", end=None, ended_at=None,
+                                      chunks=final.chunks[:1], frames=final.chunks[0].frames, pauses=())
+    key = layout.manifest_key(final.call_id)
+    _put(library.store, key, provisional.to_json())
+    cat = Catalog(tmp_path / "c.sqlite")
+    cat.sync(library.store, today=date(2026, 3, 10))
+    row = cat.get(final.call_id)
+    assert (row.status, row.end_reason, row.payment_pause_count) == ("recording", None, 0)
+    _put(library.store, key, final.to_json())
+    # incremental: lists 9 and 10 March only; provisional rows are re-read by key wherever they are
+    counting = CountingStore(library.store)
+    report = cat.sync(counting, today=date(2026, 3, 10))
+    assert [p for p in counting.lists if p.startswith("manifests/")] == \
+        [layout.manifests_prefix(date(2026, 3, 9)), layout.manifests_prefix(date(2026, 3, 10))]
+    assert report.updated == 1 and report.added == 0
+    assert not any(p.startswith(layout.manifests_prefix(DAY1.date())) for p in counting.lists)
+    row = cat.get(final.call_id)
+    assert (row.status, row.end_reason, row.payment_pause_count) == ("complete", "hangup", 1)
+    assert cat.manifest(final.call_id) == final
+
+
+def test_a_corrupt_manifest_is_skipped_and_named_never_a_crash(library, tmp_path):
+    bad = layout.manifest_key("20260303T150000Z-0123456789ab")
+    _put(library.store, bad, b'{"schema_version": 1, "call_id": "20260303T150000Z-0123456789ab"')
+    wrong_place = "manifests/2026/03/03/20260302T090000Z-0123456789ab.json"
+    _put(library.store, wrong_place, library.calls["pay"].to_json())
+    unreadable = Path(library.store.root, *layout.manifest_key(library.calls["long"].call_id).split("/"))
+    unreadable.write_bytes(b"\xff\xfe not json")
+    cat = Catalog(tmp_path / "c.sqlite")
+    report = cat.sync(library.store, today=DAY3.date())
+    assert report.added == 4  # pay, transfer, withheld, interrupted
+    assert {p.key for p in report.problems} == {bad, wrong_place, layout.manifest_key(library.calls["long"].call_id)}
+    assert all(p.key in p.problem or "manifest key" in p.problem for p in report.problems)
+
+
+def test_full_rebuild_drops_the_stores_rows_and_rereads_everything(library, tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    cat.sync(library.store, today=DAY3.date())
+    # a call deleted from the store (purged) stays until a full rebuild
+    victim = library.calls["withheld"]
+    Path(library.store.root, *layout.manifest_key(victim.call_id).split("/")).unlink()
+    assert cat.sync(library.store, today=DAY3.date()).added == 0 and cat.get(victim.call_id) is not None
+    counting = CountingStore(library.store)
+    report = cat.sync(counting, full=True, today=DAY3.date())
+    assert (report.added, report.updated, report.unchanged) == (4, 0, 0)
+    assert counting.lists[0] == "manifests/" and cat.get(victim.call_id) is None and cat.count() == 4
+
+
+def test_progress_is_reported(library, tmp_path):
+    seen = []
+    Catalog(tmp_path / "c.sqlite").sync(library.store, today=DAY3.date(), progress=lambda d, n: seen.append((d, n)))
+    assert seen and seen[-1] == (5, 5)
+
+
+def test_a_store_that_fails_leaves_the_sync_state_alone(tmp_path):
+    from callrec_desktop.storage.base import StoreError
+
+    cat = Catalog(tmp_path / "c.sqlite")
+    with pytest.raises(StoreError):
+        cat.sync(FolderStore(tmp_path / "missing"), today=DAY3.date())
+    assert cat._db().execute("SELECT count(*) FROM sync_state").fetchone()[0] == 0
+
+
+def test_one_connection_per_thread(synced):
+    cat, _ = synced
+    out = []
+
+    def worker():
+        out.append((cat.count(), id(cat._db())))
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert out[0][0] == 5 and out[0][1] != id(cat._db())
+    assert cat._db().execute("PRAGMA journal_mode").fetchone()[0] == "wal"

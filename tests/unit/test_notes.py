@@ -1,0 +1,88 @@
+"""Notes: one central object each, visible to every team leader after a sync."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from callrec_desktop.catalog import Catalog, CatalogFilter
+from callrec_desktop.notes import MAX_TEXT, NoteError, NoteStore
+from callrec_desktop.storage import layout
+from tests.unit.test_catalog import DAY3, library, library_template  # noqa: F401 (fixtures)
+
+
+def test_a_note_is_one_object_and_lists_in_call_order(library):
+    m = library.calls["long"]
+    clock_at = [datetime(2026, 3, 6, 10, 0, tzinfo=timezone.utc)]
+
+    def clock():
+        clock_at[0] += timedelta(seconds=1)
+        return clock_at[0]
+
+    notes = NoteStore(library.store, clock=clock)
+    late = notes.add(m.call_id, "tl-anne", 4.0, "Offered a call back", tags=["good-practice"], end_seconds=5.0,
+                     manifest=m)
+    early = notes.add(m.call_id, "tl-anne", 0.5, "Greeting missing the department name", manifest=m)
+    keys = list(library.store.list(layout.notes_prefix(m.call_id)))
+    assert keys == sorted([layout.note_key(m.call_id, late.note_id), layout.note_key(m.call_id, early.note_id)])
+    assert notes.list(m.call_id) == [early, late]
+    assert late.tags == ("good-practice",) and late.end_seconds == 5.0 and late.author == "tl-anne"
+    assert notes.list(library.calls["pay"].call_id) == []
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"text": ""}, "needs some text"),
+    ({"text": "   "}, "needs some text"),
+    ({"text": "x" * (MAX_TEXT + 1)}, "at most 4000"),
+    ({"at_seconds": -1}, ">= 0"),
+    ({"at_seconds": float("nan")}, ">= 0"),
+    ({"at_seconds": 9.0}, "after the end of the call"),
+    ({"at_seconds": 1.0, "end_seconds": 0.5}, "before its start"),
+    ({"at_seconds": 1.0, "end_seconds": 60.0}, "after the end of the call"),
+    ({"tags": ["Good Practice"]}, "short slugs"),
+    ({"tags": ["a" * 33]}, "short slugs"),
+    ({"tags": ["a,b"]}, "short slugs"),
+    ({"author": ""}, "author"),
+])
+def test_bad_notes_are_refused_and_nothing_is_stored(library, kwargs, message):
+    m = library.calls["long"]  # 5 s
+    args = {"author": "tl-anne", "at_seconds": 1.0, "text": "ok", **kwargs}
+    with pytest.raises(NoteError, match=message):
+        NoteStore(library.store).add(m.call_id, manifest=m, **args)
+    assert list(library.store.list("notes/")) == []
+
+
+def test_the_duration_check_uses_the_catalog_when_no_manifest_is_given(library, tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    cat.sync(library.store, today=DAY3.date())
+    with pytest.raises(NoteError, match="after the end"):
+        NoteStore(library.store, cat).add(library.calls["withheld"].call_id, "tl", 2.0, "too late")  # 1.5 s call
+
+
+def test_notes_are_visible_to_another_team_leader_after_a_sync(library, tmp_path):
+    anne_cat = Catalog(tmp_path / "anne.sqlite")
+    anne_cat.sync(library.store, today=DAY3.date())
+    bob_cat = Catalog(tmp_path / "bob.sqlite")
+    bob_cat.sync(library.store, today=DAY3.date())
+    call = library.calls["transfer"].call_id
+    note = NoteStore(library.store, anne_cat).add(call, "tl-anne", 0.5, "Transfer explained well", tags=["transfer-ok"])
+    assert [r.call_id for r in anne_cat.query(CatalogFilter(tag="transfer-ok"))] == [call]
+    assert bob_cat.query(CatalogFilter(has_notes=True)) == []  # Bob has not synced yet
+    report = bob_cat.sync(library.store, today=DAY3.date())
+    assert report.notes_indexed == 1 and report.added == 0
+    assert [r.call_id for r in bob_cat.query(CatalogFilter(tag="transfer-ok"))] == [call]
+    assert NoteStore(library.store, bob_cat).list(call) == [note]
+    assert bob_cat.sync(library.store, today=DAY3.date()).notes_indexed == 0  # already indexed: not re-read
+    # sync_notes: the explicit refresh for some calls
+    assert bob_cat.sync_notes(library.store, [call, library.calls["pay"].call_id]) == 1
+
+
+def test_an_unreadable_note_is_reported_not_raised(library):
+    call = library.calls["pay"].call_id
+    key = layout.note_key(call, "20260306T100000000Z-0123456789ab")
+    body = b'{"schema_version": 1}'
+    library.store.put(key, body, sha256=hashlib.sha256(body).hexdigest(), metadata={}, content_type="application/json")
+    notes = NoteStore(library.store).list(call)
+    assert notes == [] and [k for k, _ in notes.problems] == [key]
