@@ -1,0 +1,673 @@
+"""The team leaders' Library: find a recorded call, read what happened, listen, annotate, export.
+
+Built on the Qt-free catalogue (``catalog.py``), notes (``notes.py``), access log and purposes
+(``governance``), playback and archive. Everything that touches SQLite or the store runs on a
+worker through ``DeskAdapter.run_task`` (the one way back to the GUI thread); the GUI thread
+only shows results.
+
+Governance: before the first play of a recording, and before every export, the team leader
+picks the purpose from the privacy notice's list (``choose_purpose``; the default is
+``purpose_dialog.ask_purpose``). The choice is recorded with ``AccessLog.record`` on a worker
+and only once it is stored does the call play or export. Cancel: nothing plays, nothing is
+logged. A note is recorded as a "note" access event with the purpose chosen for that call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QDate, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDateEdit,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from callrec_desktop.archive import export_call
+from callrec_desktop.catalog import Catalog, CatalogFilter, SyncReport
+from callrec_desktop.config import Lines, normalise_number
+from callrec_desktop.core.manifest import END_REASONS, Manifest
+from callrec_desktop.governance.access_log import AccessEvent, AccessLog
+from callrec_desktop.governance.purposes import PURPOSES, Purpose
+from callrec_desktop.notes import Note, NoteError, NoteStore
+from callrec_desktop.storage.base import Store
+from callrec_desktop.ui.adapter import DeskAdapter, TaskResult, emit_signal
+from callrec_desktop.ui.library_model import END_WORDS, LibraryModel
+from callrec_desktop.ui.player_widget import PlayerWidget
+from callrec_desktop.ui.purpose_dialog import ask_purpose
+from callrec_desktop.ui.widgets import FaultBanner, format_duration
+
+log = logging.getLogger(__name__)
+
+SOURCE_WORDS = {"agent": "the agent (button)", "control_api": "the softphone or payment page",
+                "automatic": "automatic detection", "script": "a script", "system": "the recorder"}
+ACTION_WORDS = {"play": "played", "export": "exported", "note": "added a note to"}
+ANY = "Any"
+
+
+# ---- words (pure) ---------------------------------------------------------------------------------
+
+def _when(t: datetime | None) -> str:
+    return t.astimezone().strftime("%a %d %b %Y %H:%M:%S") if t is not None else "—"
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def describe_call(m: Manifest) -> str:
+    """The manifest's facts in plain words (rich text for the detail pane)."""
+    rate = m.audio.sample_rate
+    rows = [
+        ("Line", f"{m.line_number} — {m.department}"),
+        ("Caller", m.caller or "number withheld"),
+        ("Agent", f"{m.agent} on workstation {m.workstation}"),
+        ("Started", _when(m.started_at)),
+        ("Ended", _when(m.ended_at)),
+        ("Length", format_duration(m.duration_seconds)),
+        ("Kept until", m.retention_until.astimezone().strftime("%d %b %Y")
+         + (" — on legal hold: kept until the hold is lifted" if m.legal_hold else "")),
+    ]
+    pauses = []
+    for p in sorted(m.pauses, key=lambda p: p.offset_frames):
+        what = "Payment pause" if p.reason == "payment" else "Pause at the agent's request"
+        a, b = p.offset_frames / rate, (p.offset_frames + p.duration_frames) / rate
+        ended = f", ended by {SOURCE_WORDS.get(p.end_source, p.end_source)}" if p.end_source else ""
+        pauses.append(f"{what} from {format_duration(a)} to {format_duration(b)} ({b - a:.0f} s): not recorded. "
+                      f"Started by {SOURCE_WORDS.get(p.source, p.source)}{ended}.")
+    rows.append(("Pauses", "<br>".join(pauses) if pauses else "none"))
+    if m.status == "recording":
+        end = "Still being recorded (this is a provisional copy)."
+    elif m.end is None:
+        end = "Unknown."
+    elif m.end.reason == "transferred":
+        end = f"Transferred to {m.end.department or 'another department'} at {format_duration(m.duration_seconds)}."
+    elif m.end.reason == "hangup":
+        end = "The call was ended (hung up)."
+    elif m.end.reason == "interrupted":
+        end = ("Interrupted: the recording stopped unexpectedly (the PC was shut down, or the recorder "
+               "stopped) and was closed when the recorder next started. The call itself may have gone on "
+               "after the recording ends.")
+    else:
+        end = "Ended by an error in the recorder: the recording may be incomplete."
+    if m.recovered and (m.end is None or m.end.reason != "interrupted"):
+        end += " Recovered after a restart."
+    rows.append(("End", end))
+    body = "".join(f"<tr><td style='padding-right:10px; color:#475467;'><b>{k}</b></td><td>{v if k == 'Pauses' else _escape(v)}"
+                   f"</td></tr>" for k, v in rows)
+    return f"<table>{body}</table><p style='color:#98A2B3;'>Call {m.call_id}</p>"
+
+
+def describe_history(events: list[AccessEvent]) -> str:
+    if not events:
+        return "Nobody has played or exported this recording yet."
+    lines = []
+    for e in events:
+        purpose = PURPOSES.get(e.purpose, e.purpose)
+        reason = f" — “{_escape(e.reason)}”" if e.reason else ""
+        lines.append(f"{_when(e.at)}: <b>{_escape(e.user)}</b> ({_escape(e.workstation)}) "
+                     f"{ACTION_WORDS.get(e.action, e.action)} it for: {purpose}{reason}")
+    return "<br>".join(lines)
+
+
+def call_summary(m: Manifest | None) -> str:
+    if m is None:
+        return "this recording"
+    return (f"the call on {m.line_number} ({m.department}) with {m.caller or 'a withheld number'}, "
+            f"{_when(m.started_at)}")
+
+
+def ask_export_path(parent: QWidget | None, suggested: str) -> Path | None:
+    """The default ``choose_export_path``: a save dialog for .wav or .flac; None when cancelled."""
+    path, chosen = QFileDialog.getSaveFileName(parent, "Export recording", suggested,
+                                               "WAV audio (*.wav);;FLAC audio (*.flac)")
+    if not path:
+        return None
+    p = Path(path)
+    if p.suffix.lower() not in (".wav", ".flac"):
+        p = p.with_suffix(".flac" if "flac" in chosen.lower() else ".wav")
+    return p
+
+
+@dataclass(frozen=True)
+class Details:
+    manifest: Manifest
+    notes: list[Note]
+
+
+class _Progress:
+    """The sync's latest (done, listed), written by the sync worker and read by a GUI-thread
+    QTimer: only the newest value matters, so a plain attribute swap (atomic under the GIL)
+    replaces a queue."""
+
+    def __init__(self) -> None:
+        self.value: tuple[int, int] | None = None
+
+    def put(self, done: int, listed: int) -> None:  # runs on the sync worker thread
+        self.value = (done, listed)
+
+
+# ---- the window ---------------------------------------------------------------------------------
+
+class LibraryWindow(QMainWindow):
+    """The Library. ``user`` and ``workstation`` go into every access event and note."""
+
+    sync_finished = Signal(object)  # SyncReport, or None when the sync failed
+    details_shown = Signal(str)  # call_id
+    history_shown = Signal(str)  # call_id
+    access_recorded = Signal(object)  # AccessEvent
+    access_refused = Signal(str)  # why a play/export did not happen
+    note_added = Signal(object)  # Note
+    export_finished = Signal(object)  # Path, or None when it failed
+
+    def __init__(self, catalog: Catalog, store: Store, adapter: DeskAdapter, *, user: str, workstation: str,
+                 cache_dir: Path, lines: Lines | None = None,
+                 choose_purpose: Callable[[QWidget, str, str], Purpose | None] = ask_purpose,
+                 choose_export_path: Callable[[QWidget, str], Path | None] = ask_export_path,
+                 output_factory: Callable[..., Any] | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.catalog = catalog
+        self.store = store
+        self.adapter = adapter
+        self.user = user
+        self.notes = NoteStore(store, catalog)
+        self.access = AccessLog(store, user=user, workstation=workstation)
+        self._choose_purpose = choose_purpose
+        self._choose_export_path = choose_export_path
+        self._purposes: dict[str, Purpose] = {}  # call_id -> purpose given before its first play
+        self.call_id: str | None = None
+        self.manifest: Manifest | None = None
+        self._generation = 0
+        self._syncing = False
+        self._progress = _Progress()
+        self._progress_timer = QTimer(self)
+        self._progress_timer.setInterval(100)
+        self._progress_timer.timeout.connect(self._on_progress_timer_timeout)
+        self.model = LibraryModel(catalog, adapter, self)
+        self.setWindowTitle("Call recordings — Library")
+        self.resize(1280, 860)
+        self._build(lines, cache_dir, output_factory)
+        self.model.page_loaded.connect(self._on_model_page_loaded)
+        self.model.load_failed.connect(self._on_model_load_failed)
+
+    # ---- building ----------------------------------------------------------------------------------
+    def _build(self, lines: Lines | None, cache_dir: Path, output_factory) -> None:
+        central = QWidget(self)
+        root = QVBoxLayout(central)
+        root.setSpacing(8)
+
+        box = QGroupBox("Find calls", central)
+        grid = QGridLayout(box)
+        self.from_on, self.from_date = QCheckBox("From", box), QDateEdit(box)
+        self.to_on, self.to_date = QCheckBox("To", box), QDateEdit(box)
+        today = QDate.currentDate()
+        for on, edit, d in ((self.from_on, self.from_date, today.addDays(-30)), (self.to_on, self.to_date, today)):
+            edit.setCalendarPopup(True)
+            edit.setDate(d)
+            edit.setDisplayFormat("dd MMM yyyy")
+            edit.setEnabled(False)
+            on.toggled.connect(edit.setEnabled)
+        numbers = [ln.number or ln.id for ln in lines.lines] if lines else []
+        departments = sorted({ln.department for ln in lines.lines} | set(lines.transfer_departments)) if lines else []
+        self.line = self._combo(box, numbers, "Line")
+        self.department = self._combo(box, departments, "Department")
+        self.agent = QLineEdit(box)
+        self.agent.setPlaceholderText(ANY)
+        self.agent.setAccessibleName("Agent")
+        self.caller = QLineEdit(box)
+        self.caller.setPlaceholderText("any spelling, or the first digits")
+        self.caller.setAccessibleName("Caller number")
+        self.end_reason = QComboBox(box)
+        self.end_reason.addItem(ANY, None)
+        for r in END_REASONS:
+            self.end_reason.addItem(END_WORDS.get(r, r), r)
+        self.payment = self._yes_no(box)
+        self.has_notes = self._yes_no(box)
+        self.search_button = QPushButton("Search", box)
+        self.search_button.setDefault(True)
+        self.search_button.clicked.connect(self.apply_filters)
+        self.clear_button = QPushButton("Clear", box)
+        self.clear_button.clicked.connect(self.clear_filters)
+        for edit in (self.agent, self.caller):
+            edit.returnPressed.connect(self.apply_filters)
+        cells = [
+            (self.from_on, self.from_date), (self.to_on, self.to_date), ("Line", self.line),
+            ("Department", self.department), ("Agent", self.agent), ("Caller", self.caller),
+            ("End", self.end_reason), ("Payment pause", self.payment), ("Notes", self.has_notes),
+        ]
+        for i, (label, widget) in enumerate(cells):
+            r, c = divmod(i, 5)
+            grid.addWidget(label if isinstance(label, QWidget) else QLabel(label, box), r, 2 * c)
+            grid.addWidget(widget, r, 2 * c + 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.search_button)
+        buttons.addWidget(self.clear_button)
+        grid.addLayout(buttons, 1, 8, 1, 2)
+        root.addWidget(box)
+
+        sync_row = QHBoxLayout()
+        self.sync_button = QPushButton("Sync with the store", central)
+        self.sync_button.setToolTip("Read new recordings and notes from the central store into this PC's index")
+        self.sync_button.clicked.connect(self.sync)
+        self.sync_progress = QProgressBar(central)
+        self.sync_progress.setMaximumWidth(260)
+        self.sync_progress.hide()
+        self.sync_label = QLabel("", central)
+        self.count_label = QLabel("", central)
+        self.count_label.setStyleSheet("color: #475467;")
+        sync_row.addWidget(self.sync_button)
+        sync_row.addWidget(self.sync_progress)
+        sync_row.addWidget(self.sync_label, 1)
+        sync_row.addWidget(self.count_label)
+        root.addLayout(sync_row)
+
+        self.problems = FaultBanner("Some recordings could not be read", "", severity="warning", parent=central)
+        self.problems.hide()
+        root.addWidget(self.problems)
+
+        self.table = QTableView(central)
+        self.table.setModel(self.model)
+        self.table.setSortingEnabled(True)
+        self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.DescendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().hide()
+        self.table.setWordWrap(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)
+        self.table.setAccessibleName("Recorded calls")
+        self.table.selectionModel().currentRowChanged.connect(self._on_table_current_row_changed)
+
+        detail = QWidget(central)
+        dl = QVBoxLayout(detail)
+        self.detail_label = QLabel("Select a call.", detail)
+        self.detail_label.setWordWrap(True)
+        self.detail_label.setTextFormat(Qt.TextFormat.RichText)
+        self.detail_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.detail_label.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self.history_label = QLabel("", detail)
+        self.history_label.setWordWrap(True)
+        self.history_label.setTextFormat(Qt.TextFormat.RichText)
+        self.export_format = QComboBox(detail)
+        self.export_format.addItem("WAV", ".wav")
+        self.export_format.addItem("FLAC", ".flac")
+        self.export_button = QPushButton("Export whole call…", detail)
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(self.export)
+        export_row = QHBoxLayout()
+        export_row.addWidget(self.export_format)
+        export_row.addWidget(self.export_button)
+        export_row.addStretch(1)
+        self.message = QLabel("", detail)
+        self.message.setWordWrap(True)
+        dl.addWidget(QLabel("<b>About this call</b>", detail))
+        dl.addWidget(self.detail_label)
+        dl.addWidget(QLabel("<b>Who has used this recording</b>", detail))
+        dl.addWidget(self.history_label)
+        dl.addLayout(export_row)
+        dl.addWidget(self.message)
+        dl.addStretch(1)
+        scroll = QScrollArea(central)
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(detail)
+
+        top = QSplitter(Qt.Orientation.Horizontal, central)
+        top.addWidget(self.table)
+        top.addWidget(scroll)
+        top.setStretchFactor(0, 3)
+        top.setStretchFactor(1, 2)
+        top.setSizes([820, 460])
+        self.player = PlayerWidget(self.adapter, cache_dir=cache_dir, request_access=self.request_access,
+                                   output_factory=output_factory, parent=central)
+        self.player.note_requested.connect(self._on_player_note_requested)
+        split = QSplitter(Qt.Orientation.Vertical, central)
+        split.addWidget(top)
+        split.addWidget(self.player)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        root.addWidget(split, 1)
+        self.setCentralWidget(central)
+
+    @staticmethod
+    def _combo(parent: QWidget, items: list[str], name: str) -> QComboBox:
+        combo = QComboBox(parent)
+        combo.setEditable(True)
+        combo.addItem("")
+        combo.addItems(items)
+        combo.lineEdit().setPlaceholderText(ANY)
+        combo.setAccessibleName(name)
+        combo.setMinimumContentsLength(12)
+        return combo
+
+    @staticmethod
+    def _yes_no(parent: QWidget) -> QComboBox:
+        combo = QComboBox(parent)
+        combo.addItem(ANY, None)
+        combo.addItem("Yes", True)
+        combo.addItem("No", False)
+        return combo
+
+    # ---- filters ------------------------------------------------------------------------------------
+    def current_filter(self) -> CatalogFilter:
+        """The filter the fields describe; ``ValueError`` (fit to show) for a bad caller number."""
+        def local_midnight(d: date) -> datetime:
+            return datetime.combine(d, time()).astimezone()  # the PC's local day
+
+        caller = self.caller.text().strip() or None
+        if caller is not None and not normalise_number(caller):
+            raise ValueError(f"“{caller}” is not a phone number")
+        return CatalogFilter(
+            started_from=local_midnight(self.from_date.date().toPython()) if self.from_on.isChecked() else None,
+            started_to=(local_midnight(self.to_date.date().toPython() + timedelta(days=1))
+                        if self.to_on.isChecked() else None),
+            line=self.line.currentText().strip() or None,
+            department=self.department.currentText().strip() or None,
+            agent=self.agent.text().strip() or None,
+            caller=caller, caller_prefix=True,
+            end_reason=self.end_reason.currentData(),
+            had_payment_pause=self.payment.currentData(),
+            has_notes=self.has_notes.currentData(),
+        )
+
+    def apply_filters(self) -> None:
+        try:
+            flt = self.current_filter()
+        except ValueError as exc:
+            self.count_label.setText(str(exc))
+            return
+        self.count_label.setText("Searching…")
+        self.model.set_filter(flt)
+
+    def clear_filters(self) -> None:
+        for edit in (self.agent, self.caller):
+            edit.clear()
+        for combo in (self.line, self.department):
+            combo.setCurrentIndex(0)
+            combo.setEditText("")
+        for combo in (self.end_reason, self.payment, self.has_notes):
+            combo.setCurrentIndex(0)
+        self.from_on.setChecked(False)
+        self.to_on.setChecked(False)
+        self.apply_filters()
+
+    def _on_model_page_loaded(self, total: int) -> None:
+        self.count_label.setText(f"{total} call{'s' if total != 1 else ''}")
+        if self.model.rowCount() <= self.model.page_size:  # the first page: fit the columns once
+            self.table.resizeColumnsToContents()
+
+    def _on_model_load_failed(self, message: str) -> None:
+        self.count_label.setText(f"Search failed: {message}")
+
+    # ---- sync -----------------------------------------------------------------------------------------
+    def sync(self) -> None:
+        """Bring this PC's index up to date with the store (on a worker)."""
+        if self._syncing:
+            return
+        self._syncing = True
+        self.sync_button.setEnabled(False)
+        self.sync_progress.setRange(0, 0)
+        self.sync_progress.show()
+        self.sync_label.setText("Syncing…")
+        self._progress = progress = _Progress()
+        self._progress_timer.start()
+        catalog, store = self.catalog, self.store
+
+        def work() -> SyncReport:  # worker thread
+            try:
+                return catalog.sync(store, progress=progress.put)
+            finally:
+                catalog.close()
+
+        self.adapter.run_task(work, self._on_sync_done, name="library-sync")
+
+    def _on_progress_timer_timeout(self) -> None:
+        value = self._progress.value
+        if value is not None:
+            done, listed = value
+            self.sync_progress.setRange(0, max(listed, 1))
+            self.sync_progress.setValue(done)
+            self.sync_label.setText(f"Syncing… {done} of {listed} recordings checked")
+
+    def _on_sync_done(self, result: TaskResult) -> None:
+        self._syncing = False
+        self._progress_timer.stop()
+        self.sync_progress.hide()
+        self.sync_button.setEnabled(True)
+        if not result.ok:
+            self.sync_label.setText(f"Sync failed: {result.error}")
+            emit_signal(self.sync_finished, None)
+            return
+        report: SyncReport = result.value
+        self.sync_label.setText(f"Synced at {datetime.now().strftime('%H:%M')}: {report.added} new, "
+                                f"{report.updated} updated, {report.notes_indexed} new notes")
+        if report.problems:
+            shown = report.problems[:5]
+            more = f"<br>…and {len(report.problems) - len(shown)} more (see the log)" if len(report.problems) > 5 else ""
+            self.problems.advice.setText(
+                f"{len(report.problems)} recording file(s) in the store could not be read and are not listed. "
+                "Tell IT: the recordings may be damaged.<br>"
+                + "<br>".join(f"{_escape(p.key)}: {_escape(p.problem)}" for p in shown) + more)
+            self.problems.show()
+            for p in report.problems:
+                log.warning("sync: %s: %s", p.key, p.problem)
+        else:
+            self.problems.hide()
+        self.model.reload()
+        emit_signal(self.sync_finished, report)
+
+    # ---- selection and details ----------------------------------------------------------------------------
+    def _on_table_current_row_changed(self, current, _previous) -> None:
+        row = self.model.row_at(current.row()) if current.isValid() else None
+        if row is None or row.call_id == self.call_id:
+            return
+        self.show_call(row.call_id)
+
+    def select_row(self, row: int) -> None:
+        self.table.selectRow(row)
+
+    def show_call(self, call_id: str) -> None:
+        self._generation += 1
+        generation = self._generation
+        self.call_id, self.manifest = call_id, None
+        self.export_button.setEnabled(False)
+        self.player.clear()
+        self.player.set_notes([])
+        self.detail_label.setText("Loading…")
+        self.history_label.setText("")
+        self.message.setText("")
+        catalog, notes = self.catalog, self.notes
+
+        def work() -> Details:  # worker thread
+            try:
+                return Details(catalog.manifest(call_id), notes.list(call_id))
+            finally:
+                catalog.close()
+
+        self.adapter.run_task(work, lambda r: self._on_details_done(generation, r), name="library-details")
+        self._refresh_history()
+
+    def _on_details_done(self, generation: int, result: TaskResult) -> None:
+        if generation != self._generation:
+            return
+        if not result.ok:
+            self.detail_label.setText(f"Cannot show this call: {_escape(str(result.error))}")
+            return
+        details: Details = result.value
+        self.manifest = details.manifest
+        self.detail_label.setText(describe_call(details.manifest))
+        self.player.set_notes(details.notes)
+        self.player.load(self.store, details.manifest)
+        self.export_button.setEnabled(True)
+        emit_signal(self.details_shown, details.manifest.call_id)
+
+    def _refresh_history(self) -> None:
+        call_id, access, generation = self.call_id, self.access, self._generation
+        if call_id is None:
+            return
+        self.adapter.run_task(lambda: access.history(call_id), lambda r: self._on_history_done(generation, call_id, r),
+                              name="library-history")
+
+    def _on_history_done(self, generation: int, call_id: str, result: TaskResult) -> None:
+        if generation != self._generation:
+            return
+        if result.ok:
+            self.history_label.setText(describe_history(result.value))
+        else:
+            self.history_label.setText(f"The access history cannot be read: {_escape(str(result.error))}")
+        emit_signal(self.history_shown, call_id)
+
+    # ---- access: purpose first, logged, then play / export / note -------------------------------------------
+    def request_access(self, action: str, granted: Callable[[], None]) -> None:
+        """Ask for the purpose (unless this call already has one, for play), record it on a
+        worker, then call ``granted()`` on the GUI thread. Cancel: nothing happens."""
+        call_id = self.call_id
+        if call_id is None:
+            return
+        if action in ("play", "note") and call_id in self._purposes:
+            granted()
+            return
+        purpose = self._choose_purpose(self, action, call_summary(self.manifest))
+        if purpose is None:
+            self.message.setText("Not played: no purpose was given." if action == "play" else "Cancelled.")
+            emit_signal(self.access_refused, "cancelled")
+            return
+        self._record(action, call_id, purpose, None, granted)
+
+    def _record(self, action: str, call_id: str, purpose: Purpose, detail: dict | None,
+                then: Callable[[], None] | None) -> None:
+        access = self.access
+
+        def work() -> AccessEvent:  # worker thread
+            return access.record(action, call_id, purpose.code, purpose.reason, detail)
+
+        def done(result: TaskResult) -> None:
+            if not result.ok:
+                self.message.setText(f"Not {ACTION_WORDS.get(action, action)}: the access could not be logged "
+                                     f"({result.error}).")
+                emit_signal(self.access_refused, str(result.error))
+                return
+            if action == "play":
+                self._purposes[call_id] = purpose
+            emit_signal(self.access_recorded, result.value)
+            if call_id == self.call_id:
+                self._refresh_history()
+                if then is not None:
+                    then()
+
+        self.adapter.run_task(work, done, name=f"access-{action}")
+
+    def export(self) -> None:
+        """Export the whole call (WAV/FLAC): purpose, file, logged, written on a worker."""
+        call_id, manifest = self.call_id, self.manifest
+        if call_id is None or manifest is None:
+            return
+        purpose = self._choose_purpose(self, "export", call_summary(manifest))
+        if purpose is None:
+            self.message.setText("Not exported: no purpose was given.")
+            emit_signal(self.access_refused, "cancelled")
+            return
+        suffix = self.export_format.currentData()
+        stamp = manifest.started_at.astimezone().strftime("%Y%m%d-%H%M%S")
+        path = self._choose_export_path(self, f"call-{stamp}-{manifest.department.replace(' ', '-')}{suffix}")
+        if path is None:
+            self.message.setText("Not exported.")
+            return
+        path = Path(path)
+        store, access = self.store, self.access
+        self.export_button.setEnabled(False)
+        self.message.setText(f"Exporting to {path}…")
+
+        def work() -> tuple[AccessEvent, Path]:  # worker thread: logged first, then written
+            event = access.record("export", call_id, purpose.code, purpose.reason,
+                                  {"format": path.suffix.lower().lstrip("."), "file": path.name})
+            export_call(store, call_id, path)
+            return event, path
+
+        def done(result: TaskResult) -> None:
+            self.export_button.setEnabled(self.manifest is not None)
+            if not result.ok:
+                self.message.setText(f"Export failed: {result.error}")
+                emit_signal(self.export_finished, None)
+                return
+            event, written = result.value
+            self.message.setText(f"Exported to {written}")
+            emit_signal(self.access_recorded, event)
+            if call_id == self.call_id:
+                self._refresh_history()
+            emit_signal(self.export_finished, written)
+
+        self.adapter.run_task(work, done, name="library-export")
+
+    def _on_player_note_requested(self, at_seconds: float, text: str, tags: tuple) -> None:
+        call_id, manifest = self.call_id, self.manifest
+        if call_id is None or manifest is None:
+            return
+        self.request_access("note", lambda: self._add_note(call_id, manifest, at_seconds, text, tags))
+
+    def _add_note(self, call_id: str, manifest: Manifest, at_seconds: float, text: str, tags: tuple) -> None:
+        purpose = self._purposes.get(call_id)
+        notes, access, catalog, user = self.notes, self.access, self.catalog, self.user
+
+        def work() -> tuple[Note, list[Note]]:  # worker thread
+            try:
+                note = notes.add(call_id, user, at_seconds, text, tags, manifest=manifest)
+                if purpose is not None:
+                    access.record("note", call_id, purpose.code, purpose.reason, {"note_id": note.note_id})
+                return note, notes.list(call_id)
+            finally:
+                catalog.close()
+
+        def done(result: TaskResult) -> None:
+            if not result.ok:
+                why = result.error if isinstance(result.error, NoteError) else f"could not be saved ({result.error})"
+                self.player.status.setText(f"Note not added: {why}")
+                return
+            note, all_notes = result.value
+            if call_id == self.call_id:
+                self.player.set_notes(all_notes)
+                self.player.note_saved()
+                self._refresh_history()
+            emit_signal(self.note_added, note)
+
+        self.adapter.run_task(work, done, name="library-note")
+
+    # ---- lifetime ----------------------------------------------------------------------------------------
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self.model.total is None and not self.model.loading:
+            self.apply_filters()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        self.player.clear()
+        self._progress_timer.stop()
+        super().closeEvent(event)
+
+    def timers(self) -> list[QTimer]:
+        return [self._progress_timer, *self.player.timers()]
+
+
+__all__ = ["LibraryWindow", "ask_export_path", "describe_call", "describe_history"]

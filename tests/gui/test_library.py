@@ -1,0 +1,340 @@
+"""The team leaders' Library window against a folder store filled by the real pipeline
+(recorder → spool → uploader → FolderStore): sync, filters, sort, details, the purpose prompt
+before play and export, the access log, notes shared between two team leaders, and the
+waveform's payment-pause mark.
+
+Audio output: the GUI tests give the ``Player`` an ``output_factory`` that opens no device
+(``NullOutput``: nothing calls its callback, so the position only moves by seeking). Real
+device playback is covered by tests/integration/test_player_device.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from PySide6.QtCore import QPoint, Qt
+
+from callrec_desktop.archive import load_manifest
+from callrec_desktop.audio.chunk_writer import ChunkWriter
+from callrec_desktop.audio.encoders import CodecSettings
+from callrec_desktop.audio.sources import SyntheticSource
+from callrec_desktop.catalog import Catalog
+from callrec_desktop.core.manifest import AudioFormat, Manifest
+from callrec_desktop.governance.access_log import AccessLog
+from callrec_desktop.governance.purposes import Purpose
+from callrec_desktop.notes import NoteStore
+from callrec_desktop.recorder import Identity, Recorder
+from callrec_desktop.spool import Spool
+from callrec_desktop.storage import layout
+from callrec_desktop.storage.folder import FolderStore
+from callrec_desktop.ui.adapter import DeskAdapter
+from callrec_desktop.ui.library_window import LibraryWindow
+from callrec_desktop.uploader import Uploader
+from tests.support.recording import RATE, settings, two_tones
+
+WHEN = datetime(2026, 3, 2, 9, 0, 0, tzinfo=timezone.utc)
+CT, HOUSING = ("01443 425002", "Council Tax"), ("01443 425003", "Housing")
+
+
+def _record(spool_dir: Path, store, calls: list[dict]) -> list[Manifest]:
+    """Calls one after another through the real recorder; payment (start, end) and transfer
+    (department) in seconds into the call."""
+    gap = 0.25
+    total = sum(c["seconds"] + gap for c in calls) + 0.5
+    spool = Spool(spool_dir)
+    uploader = Uploader(spool, store)
+    rec = Recorder(SyntheticSource(two_tones(total), sample_rate=RATE, block_frames=1600), spool,
+                   settings(chunk_seconds=2.0, lookbehind_seconds=0.25), Identity("agent007", "ws-agent007", "test"),
+                   clock=lambda: WHEN)
+    t = 0.0
+    for c in calls:
+        f = lambda s: round((t + s) * RATE)  # noqa: E731
+        rec.start_call(*c["line"], caller=c.get("caller"), at_frame=f(0))
+        if "payment" in c:
+            rec.start_payment(at_frame=f(c["payment"][0]))
+            rec.end_payment(at_frame=f(c["payment"][1]))
+        if "transfer" in c:
+            rec.transfer(c["transfer"], at_frame=f(c["seconds"]))
+        else:
+            rec.end_call(at_frame=f(c["seconds"]))
+        t += c["seconds"] + gap
+    results = rec.run()
+    assert uploader.drain(30), uploader.status()
+    return [load_manifest(store, m.call_id) for m in results.manifests]
+
+
+def _record_interrupted(spool_dir: Path, store) -> Manifest:
+    """A call whose recorder died: the spool's recovery ends it as interrupted; then uploaded."""
+    from callrec_desktop.core.ids import new_call_id
+
+    spool = Spool(spool_dir)
+    m = Manifest(call_id=new_call_id(WHEN), status="recording", line_number=HOUSING[0], department=HOUSING[1],
+                 direction="inbound", caller="07700 900999", external_id=None, agent="agent042",
+                 workstation="ws-agent042", started_at=WHEN, ended_at=None, frames=0,
+                 audio=AudioFormat("flac", RATE, 2, ("agent", "caller"), None), app_version="test")
+    call = spool.create_call(m)
+    writer = ChunkWriter(call, CodecSettings("flac", sample_rate=RATE, channels=2), RATE)
+    writer.write(0, two_tones(1.5))
+    call.write_manifest(dataclasses.replace(m, chunks=tuple(writer.sealed), frames=round(1.5 * RATE)))
+    call.release()
+    assert spool.recover().interrupted_calls == (m.call_id,)
+    assert Uploader(spool, store).drain(30)
+    return load_manifest(store, m.call_id)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> tuple[Path, dict[str, Manifest]]:
+    root = tmp_path_factory.mktemp("library-store")
+    (root / "store").mkdir()
+    store = FolderStore(root / "store")
+    pay, transfer, short = _record(root / "spool1", store, [
+        {"line": CT, "caller": "07700 900123", "seconds": 3.0, "payment": (1.0, 2.0)},
+        {"line": HOUSING, "caller": "+44 7700 900456", "seconds": 2.0, "transfer": "Planning"},
+        {"line": CT, "caller": "07700 900789", "seconds": 1.0},
+    ])
+    interrupted = _record_interrupted(root / "spool2", store)
+    return root / "store", {"pay": pay, "transfer": transfer, "short": short, "interrupted": interrupted}
+
+
+class NullOutput:
+    """An output stream that needs no device (see the module docstring)."""
+
+    latency = 0.0
+
+    def __init__(self, **kwargs) -> None:
+        self.started = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.started = False
+
+    def close(self) -> None:
+        pass
+
+
+class Leader:
+    """A team leader's Library window, with the dialogs answered by the test."""
+
+    def __init__(self, qtbot, tmp_path: Path, store_root: Path, user: str) -> None:
+        self.qtbot = qtbot
+        self.store = FolderStore(store_root)
+        self.catalog = Catalog(tmp_path / f"cache-{user}" / "catalog.sqlite")
+        self.adapter = DeskAdapter()
+        self.purpose: Purpose | None = None
+        self.asked: list[str] = []
+        self.export_path: Path | None = None
+        self.window = LibraryWindow(self.catalog, self.store, self.adapter, user=user, workstation=f"pc-{user}",
+                                    cache_dir=tmp_path / f"cache-{user}" / "waveforms",
+                                    choose_purpose=self._choose_purpose,
+                                    choose_export_path=lambda parent, suggested: self.export_path,
+                                    output_factory=NullOutput)
+        self.window.show()
+        qtbot.waitExposed(self.window)
+        qtbot.waitUntil(lambda: self.window.model.total is not None, timeout=5000)
+
+    def _choose_purpose(self, parent, action, summary):
+        self.asked.append(action)
+        return self.purpose
+
+    def sync(self):
+        with self.qtbot.waitSignal(self.window.sync_finished, timeout=15000) as blocker:
+            self.window.sync_button.click()
+        self.qtbot.waitUntil(lambda: not self.window.model.loading, timeout=5000)
+        return blocker.args[0]
+
+    def search(self, **fields) -> set[str]:
+        w = self.window
+        w.caller.setText(fields.get("caller", ""))
+        w.department.setEditText(fields.get("department", ""))
+        with self.qtbot.waitSignal(w.model.page_loaded, timeout=5000):
+            w.search_button.click()
+        return set(w.model.call_ids())
+
+    def select(self, call_id: str) -> None:
+        w = self.window
+        row = w.model.call_ids().index(call_id)
+        with self.qtbot.waitSignal(w.details_shown, timeout=5000):
+            w.select_row(row)
+        self.qtbot.waitUntil(lambda: w.player.player is not None, timeout=10000)
+
+    def close(self) -> None:
+        self.window.close()
+        assert self.adapter.shutdown(), "a library job did not finish"
+        assert not [t for t in self.window.timers() if t.isActive()], "a QTimer of the library is still running"
+        self.catalog.close()
+        self.window.deleteLater()
+
+
+@pytest.fixture
+def store_root(template, tmp_path) -> Path:
+    shutil.copytree(template[0], tmp_path / "store")
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def leaders(qtbot, tmp_path, store_root):
+    made: list[Leader] = []
+
+    def make(user: str = "tl001") -> Leader:
+        leader = Leader(qtbot, tmp_path, store_root, user)
+        made.append(leader)
+        return leader
+
+    yield make
+    for leader in made:
+        leader.close()
+
+
+def test_sync_filter_sort_and_details(leaders, template):
+    calls = template[1]
+    lib = leaders()
+    report = lib.sync()
+    assert (report.added, report.problems) == (4, ())
+    assert lib.window.count_label.text() == "4 calls"
+    assert not lib.window.problems.isVisible()
+
+    assert lib.search(caller="+44 (0)7700 900123") == {calls["pay"].call_id}  # another spelling
+    assert lib.search(department="Housing") == {calls["transfer"].call_id, calls["interrupted"].call_id}
+    assert lib.search() == {m.call_id for m in calls.values()}
+
+    with lib.qtbot.waitSignal(lib.window.model.page_loaded, timeout=5000):
+        lib.window.table.sortByColumn(5, Qt.SortOrder.AscendingOrder)
+    assert lib.window.model.call_ids() == [calls["short"].call_id, calls["interrupted"].call_id,
+                                           calls["transfer"].call_id, calls["pay"].call_id]
+
+    lib.select(calls["pay"].call_id)
+    text = lib.window.detail_label.text()
+    assert "Council Tax" in text and "Payment pause from 00:01 to 00:02" in text
+    lib.select(calls["transfer"].call_id)
+    text = lib.window.detail_label.text()
+    assert "Housing" in text and "Transferred to Planning" in text
+    lib.select(calls["interrupted"].call_id)
+    assert "Interrupted: the recording stopped unexpectedly" in lib.window.detail_label.text()
+
+
+def test_a_corrupt_manifest_is_named_in_a_visible_warning(leaders, template, store_root):
+    bad = layout.manifest_key(template[1]["short"].call_id)
+    (store_root / bad).write_bytes(b"{ not json")
+    lib = leaders()
+    report = lib.sync()
+    assert [p.key for p in report.problems] == [bad]
+    assert lib.window.problems.isVisible()
+    assert bad in lib.window.problems.advice.text()
+    assert lib.window.count_label.text() == "3 calls"
+
+
+def test_purpose_is_asked_before_play_and_cancel_plays_and_logs_nothing(leaders, template, store_root):
+    call = template[1]["pay"]
+    lib = leaders()
+    lib.sync()
+    lib.select(call.call_id)
+    player = lib.window.player
+
+    lib.purpose = None  # the team leader cancels the prompt
+    with lib.qtbot.waitSignal(lib.window.access_refused, timeout=2000):
+        player.play_button.click()
+    assert lib.asked == ["play"]
+    assert not player.player.playing and not player.player._stream.started
+    assert AccessLog(lib.store, user="x", workstation="y").history(call.call_id) == []
+
+    lib.purpose = Purpose("staff_training")
+    with lib.qtbot.waitSignal(lib.window.access_recorded, timeout=5000) as blocker:
+        player.play_button.click()
+    lib.qtbot.waitUntil(lambda: player.player.playing, timeout=2000)
+    event = blocker.args[0]
+    assert (event.action, event.purpose, event.user, event.workstation) == ("play", "staff_training", "tl001", "pc-tl001")
+    history = AccessLog(lib.store, user="x", workstation="y").history(call.call_id)
+    assert [(e.action, e.purpose) for e in history] == [("play", "staff_training")]
+    lib.qtbot.waitUntil(lambda: "tl001" in lib.window.history_label.text(), timeout=5000)
+    assert "staff training" in lib.window.history_label.text()
+
+    player.pause()
+    player.play()  # the second play of the same call asks nothing more
+    assert lib.asked == ["play", "play"]
+    assert player.player.playing
+
+
+def test_note_at_current_time_is_seen_by_another_team_leader(leaders, template):
+    call = template[1]["pay"]
+    lib = leaders("tl001")
+    lib.sync()
+    lib.select(call.call_id)
+    lib.purpose = Purpose("complaint")
+    player = lib.window.player
+    with lib.qtbot.waitSignal(lib.window.access_recorded, timeout=5000):
+        player.play_button.click()
+    player.pause()
+    player.seek(2.5)
+    player.note_text.setText("Agent explained the payment pause well")
+    player.note_tags.setText("good-practice")
+    with lib.qtbot.waitSignal(lib.window.note_added, timeout=5000) as blocker:
+        player.add_note_button.click()
+    note = blocker.args[0]
+    assert (note.at_seconds, note.author, note.tags) == (2.5, "tl001", ("good-practice",))
+    assert [n.text for n in NoteStore(lib.store).list(call.call_id)] == ["Agent explained the payment pause well"]
+    assert player.note_list.count() == 1
+
+    other = leaders("tl002")  # another team leader, a fresh catalogue of their own
+    assert other.sync().notes_indexed == 1
+    other.window.has_notes.setCurrentIndex(other.window.has_notes.findData(True))
+    assert other.search() == {call.call_id}
+    other.select(call.call_id)
+    assert other.window.player.note_list.count() == 1
+    assert "Agent explained" in other.window.player.note_list.item(0).text()
+
+
+def test_export_asks_the_purpose_writes_the_file_and_logs_it(leaders, template, tmp_path):
+    call = template[1]["transfer"]
+    lib = leaders()
+    lib.sync()
+    lib.select(call.call_id)
+    lib.export_path = tmp_path / "out" / "call.flac"
+    lib.export_path.parent.mkdir()
+
+    lib.purpose = None
+    lib.window.export_button.click()
+    assert lib.asked == ["export"] and not lib.export_path.exists()
+
+    lib.purpose = Purpose("other", "subject access request 2026/117")
+    with lib.qtbot.waitSignal(lib.window.export_finished, timeout=10000) as blocker:
+        lib.window.export_button.click()
+    assert blocker.args[0] == lib.export_path
+    info = sf.info(lib.export_path)
+    assert (info.samplerate, info.channels, info.frames) == (RATE, 2, call.frames)
+    history = AccessLog(lib.store, user="x", workstation="y").history(call.call_id)
+    assert [(e.action, e.purpose, e.reason, e.detail["format"]) for e in history] == [
+        ("export", "other", "subject access request 2026/117", "flac")]
+
+
+def test_the_waveform_marks_the_payment_pause_where_it_was(leaders, template):
+    call = template[1]["pay"]
+    lib = leaders()
+    lib.sync()
+    lib.select(call.call_id)
+    wave = lib.window.player.wave
+    wave.resize(1000, 200)
+    plot = wave.plot_rect()
+    marks = wave.mark_geometry()
+    pause = [g for g in marks if g.kind == "pause"]
+    assert [(g.reason, g.label) for g in pause] == [("payment", "Payment — not recorded")]
+    p = call.pauses[0]
+    start, end = p.offset_frames / call.frames, (p.offset_frames + p.duration_frames) / call.frames
+    assert abs(start - 1 / 3) < 0.02 and abs(end - 2 / 3) < 0.02  # 1 s to 2 s of a 3 s call
+    assert pause[0].rect.left() == pytest.approx(plot.left() + start * plot.width(), abs=1)
+    assert pause[0].rect.right() == pytest.approx(plot.left() + end * plot.width(), abs=1)
+    ends = [g for g in marks if g.kind == "end"]
+    assert [(g.reason, g.rect.left()) for g in ends] == [("hangup", pytest.approx(plot.right(), abs=1))]
+
+    lib.purpose = Purpose("staff_training")  # clicking the waveform seeks
+    with lib.qtbot.waitSignal(lib.window.access_recorded, timeout=5000):
+        lib.window.player.play_button.click()
+    lib.window.player.pause()
+    lib.qtbot.mouseClick(wave, Qt.MouseButton.LeftButton, pos=QPoint(int(plot.left() + plot.width() / 2), 100))
+    assert lib.window.player.position == pytest.approx(call.duration_seconds / 2, abs=0.05)
