@@ -3,10 +3,11 @@
 Every object is built here (or in ``compose.py``, shared with the headless ``callrec``) and
 passed in; nothing is a singleton.
 
-    callrec-desktop [--config FILE] [--demo] [--self-test] [-v]
+    callrec-desktop [--config FILE] [--demo [--exit-when-done] [--demo-speed N]] [--self-test] [--library] [-v]
 
-Exit codes: 0 normal exit / self-test passed; 1 self-test failed; 2 bad settings (reported
-before any audio device is touched).
+Exit codes: 0 normal exit / self-test passed / demo call stored and verified; 1 self-test or
+``--demo --exit-when-done`` failed; 2 bad settings or arguments (reported before any audio
+device is touched).
 """
 
 from __future__ import annotations
@@ -105,12 +106,32 @@ def _token_provider(control_token) -> Callable[[], str] | None:
     return text
 
 
-def run_demo(window, desk, config: Config) -> None:
-    """TODO(packaging): play the packaged demo call through the window (``--demo``, and the
-    "Try the demo" button on a PC without a microphone). Called on the GUI thread; must not
-    block (drive it with QTimers or ``window.adapter.run_task``)."""
-    raise NotImplementedError("The demo mode is not available in this build yet. "
-                              "Try `callrec demo` on the command line to record a scripted demo call.")
+def run_demo(window, desk, config: Config, *, speed: float = 1.0):
+    """Play the bundled demo call through the real pipeline in a demo window of its own (the
+    "Try the demo" button on a PC without a microphone). GUI thread; returns at once with the
+    running ``DemoSession`` (the caller keeps it, and ``shutdown()``s it on exit).
+
+    The demo never touches ``desk`` (the device desk): it gets its own Desk capturing the demo
+    file instead of the device, recording into the embedded folder store (see
+    ``ui/demo_runner.py``). ``desk`` is only asked whether a real call is in progress."""
+    from callrec_desktop.compose import open_configured_store
+    from callrec_desktop.core.timeline import CallState
+    from callrec_desktop.demo import demo_config
+    from callrec_desktop.ui.demo_runner import DemoSession
+
+    if desk is not None and desk.status().state in (CallState.RECORDING, CallState.PAUSED):
+        raise DemoUnavailable("A call is being recorded: finish it before trying the demo.")
+    cfg = demo_config(config)
+    session = DemoSession(cfg, open_configured_store(cfg), speed=speed, notice_text=_read_notice())
+    if window is not None:  # beside the app's own window: over it, and no second tray icon
+        session.window.setGeometry(window.geometry())
+        session.window.tray.stop()
+    session.start()
+    return session
+
+
+class DemoUnavailable(Exception):
+    """The demo cannot run now; the message is fit for the agent."""
 
 
 # ---- logging and crashes -------------------------------------------------------------------------------
@@ -227,9 +248,18 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="callrec-desktop", description="The call handler's call recording window.")
     p.add_argument("--version", action="version", version=f"callrec-desktop {__version__}")
     p.add_argument("--config", type=Path, help="an extra settings file read last")
-    p.add_argument("--demo", action="store_true", help="play a demonstration call through the window")
+    p.add_argument("--demo", action="store_true",
+                   help="play the bundled demonstration call through the window (no microphone needed; "
+                        "recorded into this PC's embedded store)")
+    p.add_argument("--exit-when-done", action="store_true",
+                   help="with --demo: exit once the demo call is stored and verified (0), or failed (1)")
+    p.add_argument("--demo-speed", type=float, default=1.0, metavar="N",
+                   help="with --demo: play the demo call N times faster than real time (tests, screenshots)")
     p.add_argument("--self-test", action="store_true",
                    help="record 2 s of generated audio offscreen through the real window and pipeline, verify it, exit")
+    p.add_argument("--library", action="store_true",
+                   help="open the team leaders' Library (find, play, annotate and export recorded calls) "
+                        "instead of the recording window")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -243,7 +273,12 @@ def _load_config(path: Path | None) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, qt_args = _parser().parse_known_args(argv)
+    parser = _parser()
+    args, qt_args = parser.parse_known_args(argv)
+    if args.exit_when_done and not args.demo:
+        parser.error("--exit-when-done needs --demo")
+    if not 0.1 <= args.demo_speed <= 20:
+        parser.error(f"--demo-speed: must be between 0.1 and 20, got {args.demo_speed}")
     if args.self_test:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before the QApplication exists
     headless = args.self_test or os.environ.get("QT_QPA_PLATFORM") == "offscreen"
@@ -265,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     reporter.install()
     if args.self_test:
         return SelfTest(app, config, reporter).run()
+    if args.library:
+        return _run_library(app, config, args, reporter)
+    if args.demo:
+        return _run_demo_window(app, config, args, reporter)
     return _run_window(app, config, args, reporter)
 
 
@@ -331,11 +370,18 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
     holder: dict = {}
 
     def demo() -> None:
+        running = holder.get("demo")
+        if running is not None and running.window.isVisible():
+            running.window.raise_()
+            running.window.activateWindow()
+            return
+        if running is not None:
+            running.shutdown()
         try:
-            run_demo(holder["window"], desk, config)
-        except NotImplementedError as exc:
+            holder["demo"] = run_demo(holder["window"], desk, config)
+        except Exception as exc:  # DemoUnavailable, or a broken installation (no demo files)
             log.warning("demo: %s", exc)
-            holder["window"].show_message(str(exc))
+            holder["window"].show_message(f"The demo cannot run: {exc}")
 
     window = MainWindow(desk, adapter, config, notice_text=_read_notice(), services=services,
                         qsettings=QSettings(), on_demo=demo)
@@ -358,16 +404,109 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
             reporter.report(f"start-up failed: {result.error}")
 
     adapter.run_task(start, started, name="desk-start")
-    if args.demo:
-        QTimer.singleShot(0, demo)
     signal_timer = _quit_on_signals(app)  # noqa: F841 - kept alive for the event loop
     log.info("ready")
+    QTimer.singleShot(0, _log_window_shown)
     rc = app.exec()
     log.info("closing: stopping capture and uploads")
+    if holder.get("demo") is not None:
+        holder["demo"].shutdown()
     _stop_all(integrations)
     adapter.shutdown()
     desk.shutdown()
     log.info("closed")
+    return rc
+
+
+def _run_library(app, config: Config, args, reporter: ErrorReporter) -> int:
+    """``--library``: the team leaders' Library window. No recorder, no device capture.
+
+    Team leaders use their own read credentials for the store (read + list, put without
+    delete), kept in the OS keyring like the agents' write-only ones; their id in the access
+    log is ``config.identity.agent_id`` on their PC."""
+    import platformdirs
+    from PySide6.QtCore import QTimer
+
+    from callrec_desktop.catalog import Catalog
+    from callrec_desktop.compose import StoreSetupError, open_configured_store
+    from callrec_desktop.ui.adapter import DeskAdapter
+    from callrec_desktop.ui.library_window import LibraryWindow
+
+    try:
+        store = open_configured_store(config)
+    except StoreSetupError as exc:
+        _fatal("the central store cannot be used", str(exc), reporter.headless)
+        return EXIT_BAD_INPUT
+    cache = Path(platformdirs.user_cache_dir("callrec-desktop", appauthor=False))
+    catalog = Catalog(cache / "catalog.sqlite")
+    adapter = DeskAdapter()
+    reporter.adapter = adapter
+    adapter.error_reported.connect(reporter.report)
+    window = LibraryWindow(catalog, store, adapter, user=config.identity.agent_id,
+                           workstation=config.identity.workstation, cache_dir=cache / "waveforms",
+                           lines=config.lines)
+    window.show()
+    signal_timer = _quit_on_signals(app)  # noqa: F841 - kept alive for the event loop
+    log.info("ready")
+    QTimer.singleShot(0, _log_window_shown)
+    rc = app.exec()
+    window.player.clear()
+    adapter.shutdown()
+    catalog.close()
+    return rc
+
+
+def _log_window_shown() -> None:
+    """First turn of the event loop after ``window.show()``: the window is up. Logged at INFO
+    (bench/bench_startup.py and the bundle's smoke test wait for this line with ``-v``)."""
+    log.info("window shown")
+
+
+def _run_demo_window(app, config: Config, args, reporter: ErrorReporter) -> int:
+    """``--demo``: the demo call's window is the app's only window. No device is opened, and
+    neither the control API nor the window-title trigger starts (they belong to real calls).
+    With ``--exit-when-done``: prints ``demo: ok <call_id>`` and exits 0 once the call is in
+    the store and verifies, or ``demo: FAILED: <reason>`` and exits 1."""
+    from PySide6.QtCore import QTimer
+
+    from callrec_desktop.compose import StoreSetupError
+    from callrec_desktop.demo import DemoError
+
+    try:
+        session = run_demo(None, None, config, speed=args.demo_speed)
+    except (DemoError, StoreSetupError, OSError) as exc:
+        _fatal("the demo call cannot be played", str(exc), reporter.headless)
+        return EXIT_FAULT
+    reporter.adapter = session.adapter
+    session.adapter.error_reported.connect(reporter.report)
+    app.setQuitOnLastWindowClosed(False)
+    session.window.closed.connect(app.quit)
+    outcome: dict = {}
+
+    def finished(manifest) -> None:
+        outcome["rc"] = EXIT_OK
+        print(f"demo: ok {manifest.call_id}", flush=True)
+        if args.exit_when_done:
+            app.exit(EXIT_OK)
+
+    def failed(reason: str) -> None:
+        outcome["rc"] = EXIT_FAULT
+        print(f"demo: FAILED: {reason}", flush=True)
+        if args.exit_when_done:
+            app.exit(EXIT_FAULT)
+
+    session.runner.finished.connect(finished)
+    session.runner.failed.connect(failed)
+    if args.exit_when_done:
+        reporter.on_error = lambda summary: failed(f"unexpected error: {summary}")
+    signal_timer = _quit_on_signals(app)  # noqa: F841 - kept alive for the event loop
+    log.info("ready")
+    QTimer.singleShot(0, _log_window_shown)
+    rc = app.exec()
+    log.info("closing the demo")
+    session.shutdown()
+    if args.exit_when_done and "rc" not in outcome:
+        return EXIT_FAULT  # closed or signalled before the demo call was stored
     return rc
 
 

@@ -4,7 +4,13 @@ Contract (kept stable, documented in the README)::
 
     callrec record --source SOURCE --script SCRIPT.json --store STORE [--codec opus|flac]
                    [--chunk-seconds N] [--realtime]
-    callrec export CALL_ID --store STORE --out FILE.wav|.flac
+    callrec export CALL_ID --store STORE --out FILE.wav|.flac --purpose PURPOSE [--reason TEXT]
+    callrec catalog sync [--full] --store STORE [--db PATH]
+    callrec find --store STORE [--caller C] [--from DATE] [--to DATE] [--line L] [--department D]
+                 [--agent A] [--reason R] [--payment|--no-payment] [--min-seconds N] [--json]
+    callrec notes add CALL_ID --at SECONDS --text T [--tag X]... --store STORE --author A
+    callrec notes list CALL_ID --store STORE
+    callrec access-log CALL_ID --store STORE
     callrec verify --store STORE
     callrec ls --store STORE
     callrec status
@@ -84,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("call_id")
     store_args(e)
     e.add_argument("--out", required=True, type=Path)
+    e.add_argument("--purpose", required=True, metavar="PURPOSE", type=_purpose_arg,
+                   help="why (privacy notice section 4): complaint, fraud_investigation, staff_training, "
+                        "staff_safety or other (with --reason); logged in the call's access log")
+    e.add_argument("--reason", help="the reason in words (required with --purpose other)")
     e.set_defaults(func=cmd_export)
 
     v = sub.add_parser("verify", help="check every recording's objects against its manifest")
@@ -125,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     sg.add_argument("--token", help="API token (default: $CALLREC_CONTROL_TOKEN, else the OS keyring); "
                                     "visible to other users in the process list, so prefer those")
     sg.set_defaults(func=cmd_signal)
+    _add_catalog_commands(sub, store_args)
     return p
 
 
@@ -272,6 +283,7 @@ def cmd_export(args) -> int:
         validate_call_id(args.call_id)
     except InvalidIdError as exc:
         raise UsageError(str(exc)) from None
+    purpose = _purpose(args.purpose, args.reason)
     store = _open_store(config, args.store, args.endpoint_url)
     try:
         m = export_call(store, args.call_id, args.out)
@@ -280,6 +292,9 @@ def cmd_export(args) -> int:
         return EXIT_FAULT
     except StoreError as exc:
         print(f"callrec: error: {exc}", file=sys.stderr)
+        return EXIT_FAULT
+    if not _log_access(config, store, "export", m.call_id, purpose, {"out_format": args.out.suffix.lower().lstrip(".")}):
+        args.out.unlink(missing_ok=True)  # every export is logged: one that cannot be, is undone
         return EXIT_FAULT
     print(json.dumps({"call_id": m.call_id, "out": str(args.out), "frames": m.frames,
                       "sample_rate": m.audio.sample_rate, "channels": m.audio.channels}))
@@ -430,32 +445,34 @@ def _safe_name(text: str) -> str:
 
 
 def cmd_demo(args) -> int:
-    """A short scripted call from generated audio: a payment pause and a transfer."""
+    """The bundled demo call (resources/demo, the same call ``callrec-desktop --demo`` plays):
+    a payment pause over the caller's card key tones, then a transfer to Housing."""
     import tempfile
 
-    from callrec_desktop.audio.sources import SyntheticSource
-    from callrec_desktop.demo import demo_call_audio
-    from callrec_desktop.core.script import parse_script
+    from callrec_desktop.audio.sources import AudioSourceError, FileSource
+    from callrec_desktop.demo import DemoError, load_demo
 
     config = _config(args)
+    try:
+        demo = load_demo(config=config)
+    except DemoError as exc:
+        raise UsageError(str(exc)) from None
     rate = config.recorder.sample_rate
-    audio = demo_call_audio(rate)
-    script = json.dumps([
-        {"at": 0.0, "event": "call_started", "line": "01443 425002", "caller": "07700900123"},
-        {"at": 6.0, "event": "payment_started"},
-        {"at": 10.0, "event": "payment_ended"},
-        {"at": 16.0, "event": "transferred", "to": "Planning"},
-    ])
-    events = parse_script(script, "demo script", check_line=config.lines.find)
-    source = SyntheticSource(audio, sample_rate=rate, block_frames=rate // 2)
+    try:
+        source = FileSource(demo.audio, rate // 2, sample_rate=rate)
+    except AudioSourceError as exc:
+        raise UsageError(str(exc)) from None
     settings = _recording_settings(config, None, None, source.channels)
     store = _open_store(config, args.store, None)
-    print(f"callrec demo: recording a 20 s call on 01443 425002 (payment pause 6-10 s, transfer at 16 s) "
+    when = {e.event: e for e in demo.events}
+    pay, paid, transfer = when["payment_started"], when["payment_ended"], when["transferred"]
+    print(f"callrec demo: recording the {demo.seconds:.0f} s demo call on {when['call_started'].line} "
+          f"(payment pause {pay.at:.1f}-{paid.at:.1f} s, transfer to {transfer.to} at {transfer.at:.1f} s) "
           f"into {store.description}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="callrec-demo-spool-") as tmp:
         spool_dir = config.paths.spool_dir if config.paths.spool_dir else Path(tmp)
-        return _record(config, source, events, settings, store, spool_dir, 60.0, stop_after_last_event=False)
-
+        return _record(config, source, list(demo.events), settings, store, spool_dir, 60.0,
+                       stop_after_last_event=False)
 
 
 def cmd_signal(args) -> int:
@@ -508,6 +525,274 @@ def cmd_signal(args) -> int:
         return EXIT_FAULT
     print(json.dumps(answer))
     return 0
+
+
+# ---- catalogue, notes, access log (team leaders) --------------------------------------------
+
+
+def _purpose_arg(text: str) -> str:
+    from callrec_desktop.governance.purposes import PURPOSES
+
+    if text not in PURPOSES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of the privacy notice's purposes: "
+                                         + ", ".join(PURPOSES))
+    return text
+
+
+def _purpose(code: str, reason: str | None):
+    from callrec_desktop.governance.purposes import Purpose, PurposeError
+
+    try:
+        return Purpose(code, reason)
+    except PurposeError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _log_access(config: Config, store, action: str, call_id: str, purpose, detail: dict | None) -> bool:
+    """Record the access; the user is the team leader's id (``[identity] agent_id``)."""
+    from callrec_desktop.governance.access_log import AccessLog, AccessLogError
+    from callrec_desktop.storage.base import StoreError
+
+    try:
+        AccessLog(store, user=config.identity.agent_id, workstation=config.identity.workstation).record(
+            action, call_id, purpose.code, purpose.reason, detail)
+    except (StoreError, AccessLogError) as exc:
+        print(f"callrec: error: could not record the {action} in the access log: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def _add_catalog_commands(sub, store_args) -> None:
+    def catalog_args(sp: argparse.ArgumentParser) -> None:
+        store_args(sp)
+        sp.add_argument("--db", type=Path, help="catalogue file (default: the user cache folder's catalog.sqlite)")
+
+    cat = sub.add_parser("catalog", help="the team leaders' local catalogue of recordings")
+    cat_sub = cat.add_subparsers(metavar="ACTION", required=True)
+    cs = cat_sub.add_parser("sync", help="bring the catalogue up to date with the store")
+    catalog_args(cs)
+    cs.add_argument("--full", action="store_true", help="drop this store's entries and re-read every manifest")
+    cs.set_defaults(func=cmd_catalog_sync)
+
+    f = sub.add_parser("find", help="search the catalogue (syncs incrementally first)")
+    catalog_args(f)
+    f.add_argument("--no-sync", action="store_true", help="search the catalogue as it is")
+    f.add_argument("--caller", help="caller number in any spelling")
+    f.add_argument("--from", dest="date_from", type=_date_arg, help="started on or after (YYYY-MM-DD or ISO time, UTC)")
+    f.add_argument("--to", dest="date_to", type=_date_arg, help="started before the end of this day (or this ISO time)")
+    f.add_argument("--line")
+    f.add_argument("--department")
+    f.add_argument("--agent")
+    f.add_argument("--reason", choices=("hangup", "transferred", "interrupted", "error"), help="how the call ended")
+    f.add_argument("--payment", dest="payment", action=argparse.BooleanOptionalAction, default=None,
+                   help="only calls with (--payment) or without (--no-payment) a payment pause")
+    f.add_argument("--min-seconds", type=float)
+    f.add_argument("--max-seconds", type=float)
+    f.add_argument("--tag", help="only calls with a note carrying this tag")
+    f.add_argument("--limit", type=int, default=100)
+    f.add_argument("--json", action="store_true", help="one JSON object per line")
+    f.set_defaults(func=cmd_find)
+
+    n = sub.add_parser("notes", help="team leaders' notes on a call")
+    n_sub = n.add_subparsers(metavar="ACTION", required=True)
+    na = n_sub.add_parser("add", help="add a note at a time in the call")
+    na.add_argument("call_id")
+    store_args(na)
+    na.add_argument("--at", type=float, required=True, help="seconds into the call")
+    na.add_argument("--end", type=float, help="seconds into the call where the noted span ends")
+    na.add_argument("--text", required=True)
+    na.add_argument("--tag", action="append", default=[], help="a short slug; repeatable")
+    na.add_argument("--author", required=True, help="the team leader's id")
+    na.set_defaults(func=cmd_notes_add)
+    nl = n_sub.add_parser("list", help="list a call's notes")
+    nl.add_argument("call_id")
+    store_args(nl)
+    nl.add_argument("--json", action="store_true")
+    nl.set_defaults(func=cmd_notes_list)
+
+    al = sub.add_parser("access-log", help="who played, exported or annotated a call, when and why")
+    al.add_argument("call_id")
+    store_args(al)
+    al.add_argument("--json", action="store_true")
+    al.set_defaults(func=cmd_access_log)
+
+
+def _date_arg(text: str):
+    from datetime import date, datetime, timezone
+
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected YYYY-MM-DD or an ISO 8601 time") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _open_catalog(args):
+    import platformdirs
+
+    from callrec_desktop.catalog import Catalog
+
+    path = args.db or Path(platformdirs.user_cache_dir("callrec-desktop", appauthor=False)) / "catalog.sqlite"
+    try:
+        return Catalog(path)
+    except Exception as exc:  # sqlite3.Error, OSError: an unusable catalogue file
+        raise UsageError(f"catalogue {path}: {exc}") from None
+
+
+def _sync(catalog, store, full: bool) -> int:
+    from callrec_desktop.storage.base import StoreError
+
+    try:
+        report = catalog.sync(store, full=full)
+    except StoreError as exc:
+        print(f"callrec: error: sync with {store.description} failed: {exc}", file=sys.stderr)
+        return EXIT_FAULT
+    for p in report.problems:
+        print(f"callrec: warning: skipped {p.key}: {p.problem}", file=sys.stderr)
+    print(f"synced {store.description}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+          f"{len(report.problems)} skipped, {report.partitions} partition(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_catalog_sync(args) -> int:
+    config = _config(args)
+    store = _open_store(config, args.store, args.endpoint_url)
+    catalog = _open_catalog(args)
+    rc = _sync(catalog, store, args.full)
+    if rc == 0:
+        print(f"catalogue {catalog.db_path}: {catalog.count()} recording(s)")
+    return rc
+
+
+def cmd_find(args) -> int:
+    from datetime import date, datetime, time, timedelta, timezone
+
+    from callrec_desktop.catalog import CatalogFilter
+
+    config = _config(args)
+    store = _open_store(config, args.store, args.endpoint_url)
+    catalog = _open_catalog(args)
+    if not args.no_sync and _sync(catalog, store, False):
+        return EXIT_FAULT
+
+    def start(d):
+        return datetime.combine(d, time(), timezone.utc) if isinstance(d, date) and not isinstance(d, datetime) else d
+
+    date_to = args.date_to
+    if isinstance(date_to, date) and not isinstance(date_to, datetime):
+        date_to = date_to + timedelta(days=1)  # --to DAY: through the end of that day
+    try:
+        flt = CatalogFilter(
+            started_from=start(args.date_from), started_to=start(date_to), line=args.line,
+            department=args.department, agent=args.agent, caller=args.caller, min_seconds=args.min_seconds,
+            max_seconds=args.max_seconds, end_reason=args.reason, had_payment_pause=args.payment, tag=args.tag,
+            store=store.description)
+        rows = catalog.query(flt, limit=max(args.limit, 0))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    for r in rows:
+        end = r.end_reason or "in progress"
+        if r.transferred_to:
+            end += f" to {r.transferred_to}"
+        if args.json:
+            print(json.dumps({"call_id": r.call_id, "started_at": r.started_at.isoformat().replace("+00:00", "Z"),
+                              "line": r.line_number, "department": r.department, "caller": r.caller,
+                              "agent": r.agent, "duration_seconds": r.duration_seconds, "end_reason": r.end_reason,
+                              "transferred_to": r.transferred_to, "payment_pauses": r.payment_pause_count,
+                              "status": r.status}))
+        else:
+            print(f"{r.call_id}  {r.started_at:%Y-%m-%d %H:%M:%S}Z  {r.line_number or '-':<13} "
+                  f"{r.department[:24]:<24} {r.caller or '-':<14} {r.duration_seconds:8.1f}s  {end}")
+    return 0
+
+
+def cmd_notes_add(args) -> int:
+    from callrec_desktop.archive import ArchiveError, load_manifest
+    from callrec_desktop.core.ids import InvalidIdError, validate_call_id
+    from callrec_desktop.notes import NoteError, NoteStore
+    from callrec_desktop.storage.base import StoreError
+
+    config = _config(args)
+    try:
+        validate_call_id(args.call_id)
+    except InvalidIdError as exc:
+        raise UsageError(str(exc)) from None
+    store = _open_store(config, args.store, args.endpoint_url)
+    try:
+        manifest = load_manifest(store, args.call_id)
+        note = NoteStore(store).add(args.call_id, args.author, args.at, args.text, args.tag, args.end,
+                                    manifest=manifest)
+    except NoteError as exc:
+        raise UsageError(str(exc)) from None
+    except (ArchiveError, StoreError) as exc:
+        print(f"callrec: error: {exc}", file=sys.stderr)
+        return EXIT_FAULT
+    print(json.dumps({"note_id": note.note_id, "call_id": note.call_id, "at_seconds": note.at_seconds,
+                      "tags": list(note.tags)}))
+    return 0
+
+
+def cmd_notes_list(args) -> int:
+    from callrec_desktop.core.ids import InvalidIdError, validate_call_id
+    from callrec_desktop.notes import NoteStore
+    from callrec_desktop.storage.base import StoreError
+
+    config = _config(args)
+    try:
+        validate_call_id(args.call_id)
+    except InvalidIdError as exc:
+        raise UsageError(str(exc)) from None
+    store = _open_store(config, args.store, args.endpoint_url)
+    try:
+        notes = NoteStore(store).list(args.call_id)
+    except StoreError as exc:
+        print(f"callrec: error: {exc}", file=sys.stderr)
+        return EXIT_FAULT
+    for key, problem in notes.problems:
+        print(f"callrec: warning: skipped {key}: {problem}", file=sys.stderr)
+    for n in notes:
+        if args.json:
+            print(json.dumps({"note_id": n.note_id, "author": n.author, "created_at": n.created_at.isoformat(),
+                              "at_seconds": n.at_seconds, "end_seconds": n.end_seconds, "text": n.text,
+                              "tags": list(n.tags)}, ensure_ascii=False))
+        else:
+            span = f"{n.at_seconds:.1f}s" + (f"-{n.end_seconds:.1f}s" if n.end_seconds is not None else "")
+            tags = f" [{', '.join(n.tags)}]" if n.tags else ""
+            print(f"{span:>14}  {n.author}  {n.created_at:%Y-%m-%d %H:%M}Z{tags}: {n.text}")
+    return 0
+
+
+def cmd_access_log(args) -> int:
+    from callrec_desktop.core.ids import InvalidIdError, validate_call_id
+    from callrec_desktop.governance.access_log import AccessLog
+    from callrec_desktop.governance.purposes import label
+    from callrec_desktop.storage.base import StoreError
+
+    config = _config(args)
+    try:
+        validate_call_id(args.call_id)
+    except InvalidIdError as exc:
+        raise UsageError(str(exc)) from None
+    store = _open_store(config, args.store, args.endpoint_url)
+    try:
+        history = AccessLog(store, user=config.identity.agent_id,
+                            workstation=config.identity.workstation).history(args.call_id)
+    except StoreError as exc:
+        print(f"callrec: error: {exc}", file=sys.stderr)
+        return EXIT_FAULT
+    for key, problem in history.problems:
+        print(f"callrec: warning: skipped {key}: {problem}", file=sys.stderr)
+    for e in history:
+        if args.json:
+            print(json.dumps({"event_id": e.event_id, "at": e.at.isoformat(), "action": e.action,
+                              "purpose": e.purpose, "reason": e.reason, "user": e.user,
+                              "workstation": e.workstation, "detail": e.detail}, ensure_ascii=False))
+        else:
+            why = label(e.purpose) + (f": {e.reason}" if e.reason else "")
+            print(f"{e.at:%Y-%m-%d %H:%M:%S}Z  {e.action:<6} {e.user} on {e.workstation}  ({why})")
+    return EXIT_FAULT if history.problems else 0
 
 
 if __name__ == "__main__":

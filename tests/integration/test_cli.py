@@ -64,7 +64,7 @@ def test_record_then_export_has_silence_exactly_over_the_payment_window(tmp_path
     assert result["end_reason"] == "transferred" and result["transferred_to"] == "Planning"
     run(["verify", "--store", tmp_path / "store"], env, 0)
     out = tmp_path / "out.wav"
-    run(["export", result["call_id"], "--store", tmp_path / "store", "--out", out], env, 0)
+    run(["export", result["call_id"], "--store", tmp_path / "store", "--out", out, "--purpose", "staff_training"], env, 0)
     back, rate = sf.read(out, dtype="float32", always_2d=True)
     assert rate == RATE and back.shape == (11 * RATE, 2)  # nothing after the transfer
     a, b = round(4.25 * RATE), round(7.5 * RATE)
@@ -162,14 +162,14 @@ def test_verify_finds_corrupt_and_missing_chunks_and_export_refuses_them(tmp_pat
     proc = run(["verify", "--store", tmp_path / "store"], env, 1)
     assert f"{call_id}: chunk 1 SHA-256" in proc.stdout and f"{call_id}: chunk 3 is missing" in proc.stdout
     assert "2 fault(s)" in proc.stdout
-    exp = run(["export", call_id, "--store", tmp_path / "store", "--out", tmp_path / "x.wav"], env, 1)
+    exp = run(["export", call_id, "--store", tmp_path / "store", "--out", tmp_path / "x.wav", "--purpose", "complaint"], env, 1)
     assert "chunk 1" in exp.stderr and not (tmp_path / "x.wav").exists()
 
 
 def test_export_of_an_unknown_or_malformed_call_id(tmp_path, env):
-    proc = run(["export", "20261129T092233Z-3f9a1c0b7d2e", "--store", tmp_path / "store", "--out", tmp_path / "x.wav"], env, 1)
+    proc = run(["export", "20261129T092233Z-3f9a1c0b7d2e", "--store", tmp_path / "store", "--out", tmp_path / "x.wav", "--purpose", "complaint"], env, 1)
     assert "no recording 20261129T092233Z-3f9a1c0b7d2e" in proc.stderr
-    proc = run(["export", "../../etc/passwd", "--store", tmp_path / "store", "--out", tmp_path / "x.wav"], env, 2)
+    proc = run(["export", "../../etc/passwd", "--store", tmp_path / "store", "--out", tmp_path / "x.wav", "--purpose", "complaint"], env, 2)
     assert "not a call id" in proc.stderr
 
 
@@ -180,3 +180,34 @@ def test_demo_records_into_the_embedded_default_store(tmp_path, env):
     store = tmp_path / "xdg-data" / "callrec-desktop" / "store"
     assert result["store"] == f"folder {store}"
     run(["verify", "--store", store], env, 0)
+
+
+# ---- export purpose and the access log ------------------------------------------------------
+
+
+def _access_events(store: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((store / "access").rglob("*.json"))] if (store / "access").exists() else []
+
+
+def test_export_needs_a_purpose_and_is_logged_with_it(tmp_path, env):
+    tone_file(tmp_path / "call.wav", 3.0)
+    script = write_script(tmp_path / "call.json", CALL[:1] + [{"at": 2.0, "event": "call_ended"}])
+    call_id = json.loads(run(["record", "--source", tmp_path / "call.wav", "--script", script, "--store",
+                              tmp_path / "store"], env, 0).stdout)["call_id"]
+    store, out = tmp_path / "store", tmp_path / "out.wav"
+    proc = run(["export", call_id, "--store", store, "--out", out], env, 2)
+    assert "--purpose" in proc.stderr and not out.exists()
+    proc = run(["export", call_id, "--store", store, "--out", out, "--purpose", "curiosity"], env, 2)
+    assert "privacy notice" in proc.stderr and not out.exists()
+    proc = run(["export", call_id, "--store", store, "--out", out, "--purpose", "other"], env, 2)
+    assert "needs a reason" in proc.stderr and not out.exists()
+    assert _access_events(store) == []
+    run(["export", call_id, "--store", store, "--out", out, "--purpose", "other", "--reason", "SAR-114"], env, 0)
+    [event] = _access_events(store)
+    assert (event["call_id"], event["action"], event["purpose"], event["reason"]) == (call_id, "export", "other", "SAR-114")
+    assert event["user"] and event["workstation"] and event["detail"] == {"out_format": "wav"}
+    log = run(["access-log", call_id, "--store", store], env, 0)
+    assert "export" in log.stdout and "SAR-114" in log.stdout
+    # a failed export logs nothing
+    run(["export", "20261129T092233Z-3f9a1c0b7d2e", "--store", store, "--out", out, "--purpose", "complaint"], env, 1)
+    assert len(_access_events(store)) == 1
