@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from callrec_desktop import __version__
-from callrec_desktop.compose import quiet_credential_loggers
+from callrec_desktop.logs import quiet_credential_loggers
 from callrec_desktop.config import Config, ConfigError, load_config, resources_dir
 
 EXIT_OK = 0

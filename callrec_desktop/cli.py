@@ -31,7 +31,8 @@ import threading
 from pathlib import Path
 
 from callrec_desktop import __version__
-from callrec_desktop.compose import quiet_credential_loggers
+from callrec_desktop.logs import quiet_credential_loggers
+from callrec_desktop.core.ids import InvalidIdError, validate_call_id
 from callrec_desktop.config import Config, ConfigError, UnknownLineError, load_config
 
 EXIT_FAULT = 1
@@ -42,6 +43,14 @@ log = logging.getLogger("callrec")
 
 class UsageError(Exception):
     """Bad input found before anything was recorded: message goes to stderr, exit 2."""
+
+
+def _check_call_id(call_id: str) -> None:
+
+    try:
+        validate_call_id(call_id)
+    except InvalidIdError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,14 +284,10 @@ def _record(config: Config, source, events, settings, store, spool_dir: Path, up
 
 def cmd_export(args) -> int:
     from callrec_desktop.archive import ArchiveError, export_call
-    from callrec_desktop.core.ids import InvalidIdError, validate_call_id
     from callrec_desktop.storage.base import StoreError
 
     config = _config(args)
-    try:
-        validate_call_id(args.call_id)
-    except InvalidIdError as exc:
-        raise UsageError(str(exc)) from None
+    _check_call_id(args.call_id)
     purpose = _purpose(args.purpose, args.reason)
     store = _open_store(config, args.store, args.endpoint_url)
     try:
@@ -710,15 +715,11 @@ def cmd_find(args) -> int:
 
 def cmd_notes_add(args) -> int:
     from callrec_desktop.archive import ArchiveError, load_manifest
-    from callrec_desktop.core.ids import InvalidIdError, validate_call_id
     from callrec_desktop.notes import NoteError, NoteStore
     from callrec_desktop.storage.base import StoreError
 
     config = _config(args)
-    try:
-        validate_call_id(args.call_id)
-    except InvalidIdError as exc:
-        raise UsageError(str(exc)) from None
+    _check_call_id(args.call_id)
     store = _open_store(config, args.store, args.endpoint_url)
     try:
         manifest = load_manifest(store, args.call_id)
@@ -735,15 +736,11 @@ def cmd_notes_add(args) -> int:
 
 
 def cmd_notes_list(args) -> int:
-    from callrec_desktop.core.ids import InvalidIdError, validate_call_id
     from callrec_desktop.notes import NoteStore
     from callrec_desktop.storage.base import StoreError
 
     config = _config(args)
-    try:
-        validate_call_id(args.call_id)
-    except InvalidIdError as exc:
-        raise UsageError(str(exc)) from None
+    _check_call_id(args.call_id)
     store = _open_store(config, args.store, args.endpoint_url)
     try:
         notes = NoteStore(store).list(args.call_id)
@@ -765,16 +762,12 @@ def cmd_notes_list(args) -> int:
 
 
 def cmd_access_log(args) -> int:
-    from callrec_desktop.core.ids import InvalidIdError, validate_call_id
     from callrec_desktop.governance.access_log import AccessLog
     from callrec_desktop.governance.purposes import label
     from callrec_desktop.storage.base import StoreError
 
     config = _config(args)
-    try:
-        validate_call_id(args.call_id)
-    except InvalidIdError as exc:
-        raise UsageError(str(exc)) from None
+    _check_call_id(args.call_id)
     store = _open_store(config, args.store, args.endpoint_url)
     try:
         history = AccessLog(store, user=config.identity.agent_id,

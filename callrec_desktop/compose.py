@@ -5,7 +5,6 @@ no Qt, so the CLI never pulls in the GUI.
 
 from __future__ import annotations
 
-import logging
 
 from collections.abc import Callable
 from pathlib import Path
@@ -128,9 +127,3 @@ def build_desk(config: Config, *, store: Store, source_factory: Callable[[], Aud
     desk_ref.append(desk)
     return desk
 
-
-def quiet_credential_loggers() -> None:
-    """botocore logs each signed request at DEBUG, access key id included: keep those
-    libraries at INFO whatever our own level is, so no credential reaches a log."""
-    for name in ("botocore", "boto3", "s3transfer", "urllib3"):
-        logging.getLogger(name).setLevel(max(logging.getLogger(name).level, logging.INFO))
