@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from callrec_desktop.audio.encoders import CodecSettings, make_encoder
 from callrec_desktop.core.ids import InvalidIdError
 from callrec_desktop.core.manifest import ChunkEntry, Manifest, ManifestError
 from callrec_desktop.storage.base import ObjectNotFoundError, Store
@@ -25,6 +27,7 @@ from callrec_desktop.storage.layout import call_id_from_manifest_key, chunk_key,
 log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
+OPUS_SUFFIXES = (".opus", ".ogg")
 
 
 class ArchiveError(Exception):
@@ -110,19 +113,95 @@ def decode_call(store: Store, manifest: Manifest) -> np.ndarray:
     return out
 
 
-def export_call(store: Store, call_id: str, out: Path) -> Manifest:
-    """Write the call as one WAV or FLAC file. Written beside ``out`` and renamed, so a failed
-    export never leaves a file that looks complete."""
-    fmt = EXPORT_FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise ArchiveError(f"{out}: export writes .wav or .flac, not {out.suffix or 'a file without extension'}")
+class ExportRangeError(ArchiveError):
+    """The range asked for is empty once clamped to the call (bad input, not a damaged recording)."""
+
+
+EXPORT_BLOCK_SECONDS = 10.0  # how much audio an export holds at once
+
+
+def export_range_frames(manifest: Manifest, start_seconds: float | None, end_seconds: float | None) -> tuple[int, int]:
+    """``[start, end)`` in frames on the call's timeline, clamped to the call; None means the
+    call's start / end. ``ExportRangeError`` when it is empty (or not a number)."""
+    rate, frames = manifest.audio.sample_rate, manifest.frames
+    length = frames / rate
+
+    def say(v: float | None, default: str) -> str:
+        return default if v is None else f"{v:g} s"
+
+    for v in (start_seconds, end_seconds):
+        if v is not None and not math.isfinite(v):
+            raise ExportRangeError(f"{manifest.call_id}: export range from {say(start_seconds, 'the start')} "
+                                   f"to {say(end_seconds, 'the end')} is not a time")
+    a = 0 if start_seconds is None else min(max(round(start_seconds * rate), 0), frames)
+    b = frames if end_seconds is None else min(max(round(end_seconds * rate), 0), frames)
+    if a >= b:
+        raise ExportRangeError(
+            f"{manifest.call_id}: nothing to export from {say(start_seconds, 'the start')} to "
+            f"{say(end_seconds, 'the end')}: the call is {length:g} s long, and the start must be "
+            f"before the end and before {length:g} s")
+    return a, b
+
+
+def _to_int16(block: np.ndarray) -> np.ndarray:
+    # float in [-1, 1) -> 16-bit exactly as libsndfile reads it back (x / 32768): a 16-bit
+    # recording (FLAC chunks) round-trips sample for sample.
+    return np.clip(np.rint(block * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def export_call(store: Store, call_id: str, out: Path, *, start_seconds: float | None = None,
+                end_seconds: float | None = None) -> Manifest:
+    """Write the call, or ``[start_seconds, end_seconds)`` of its timeline (clamped to the
+    call), as one file: ``.wav`` / ``.flac`` (16-bit) or ``.opus`` / ``.ogg`` (Ogg Opus, the
+    call's channels; stereo as two uncoupled mono streams, as recorded). Pauses and gaps are
+    digital silence. Streams through ``CallAudio`` in blocks of ``EXPORT_BLOCK_SECONDS``, so a
+    long call is never held whole. Written beside ``out`` as ``out.part`` and renamed, so a
+    failed export never leaves a file (and never one that looks complete).
+
+    ``ExportRangeError`` (an ``ArchiveError``) for an empty range, before anything is written.
+    """
+    from callrec_desktop.playback.call_audio import CallAudio  # it imports this module
+
+    suffix = out.suffix.lower()
+    if suffix not in EXPORT_FORMATS and suffix not in OPUS_SUFFIXES:
+        raise ArchiveError(f"{out}: export writes .wav, .flac, .opus or .ogg, "
+                           f"not {out.suffix or 'a file without extension'}")
     manifest = load_manifest(store, call_id)
-    audio = decode_call(store, manifest)
+    first, end = export_range_frames(manifest, start_seconds, end_seconds)
+    audio = CallAudio(store, manifest, cache_chunks=2)  # read in order: one or two chunks at a time
+    rate, channels = manifest.audio.sample_rate, manifest.audio.channels
+    block = max(1, round(EXPORT_BLOCK_SECONDS * rate))
     tmp = out.with_name(out.name + ".part")
     try:
-        sf.write(tmp, audio, manifest.audio.sample_rate, format=fmt[0], subtype=fmt[1])
+        if suffix in OPUS_SUFFIXES:
+            with open(tmp, "wb") as f:
+                encoder = make_encoder(f, CodecSettings("opus", sample_rate=rate, channels=channels))
+                for at in range(first, end, block):
+                    encoder.write(audio.read(at, min(block, end - at)))
+                encoder.close()
+        else:
+            fmt, subtype = EXPORT_FORMATS[suffix]
+            with sf.SoundFile(tmp, "w", samplerate=rate, channels=channels, format=fmt, subtype=subtype) as f:
+                for at in range(first, end, block):
+                    f.write(_to_int16(audio.read(at, min(block, end - at))))
         tmp.replace(out)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return manifest
+
+
+def verified_final_manifest(store: Store, call_id: str) -> Manifest | None:
+    """The call's final manifest once it is in ``store`` and every chunk verifies; None before
+    (not there yet, or still provisional). The final manifest is uploaded last, so one naming
+    missing or wrong chunks is a real fault: ``ArchiveError``. Does I/O: call it on a worker."""
+    try:
+        manifest = load_manifest(store, call_id)
+    except ArchiveError:
+        return None
+    if manifest.status != "complete":
+        return None
+    problems = verify_call(store, manifest)
+    if problems:
+        raise ArchiveError("; ".join(problems))
     return manifest

@@ -4,7 +4,8 @@ Contract (kept stable, documented in the README)::
 
     callrec record --source SOURCE --script SCRIPT.json --store STORE [--codec opus|flac]
                    [--chunk-seconds N] [--realtime]
-    callrec export CALL_ID --store STORE --out FILE.wav|.flac --purpose PURPOSE [--reason TEXT]
+    callrec export CALL_ID --store STORE --out FILE.wav|.flac|.opus --purpose PURPOSE [--reason TEXT]
+                   [--from SECONDS] [--to SECONDS]
     callrec catalog sync [--full] --store STORE [--db PATH]
     callrec find --store STORE [--caller C] [--from DATE] [--to DATE] [--line L] [--department D]
                  [--agent A] [--reason R] [--payment|--no-payment] [--min-seconds N] [--json]
@@ -95,10 +96,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="seconds to wait for the upload at the end (what is left stays spooled)")
     r.set_defaults(func=cmd_record)
 
-    e = sub.add_parser("export", help="write one recording as a WAV or FLAC file on its own timeline")
+    e = sub.add_parser("export", help="write one recording, or part of it, as a WAV, FLAC or Ogg Opus file "
+                                      "on its own timeline")
     e.add_argument("call_id")
     store_args(e)
-    e.add_argument("--out", required=True, type=Path)
+    e.add_argument("--out", required=True, type=Path, help="the file: .wav, .flac, .opus or .ogg (Ogg Opus)")
+    e.add_argument("--from", dest="from_seconds", type=float, metavar="SECONDS",
+                   help="start this many seconds into the call (default: the call's start)")
+    e.add_argument("--to", dest="to_seconds", type=float, metavar="SECONDS",
+                   help="end this many seconds into the call (default: the call's end); clamped to the call")
     e.add_argument("--purpose", required=True, metavar="PURPOSE", type=_purpose_arg,
                    help="why (privacy notice section 4): complaint, fraud_investigation, staff_training, "
                         "staff_safety or other (with --reason); logged in the call's access log")
@@ -283,26 +289,36 @@ def _record(config: Config, source, events, settings, store, spool_dir: Path, up
 
 
 def cmd_export(args) -> int:
-    from callrec_desktop.archive import ArchiveError, export_call
+    from callrec_desktop.archive import ArchiveError, ExportRangeError, export_call, export_range_frames
     from callrec_desktop.storage.base import StoreError
 
     config = _config(args)
     _check_call_id(args.call_id)
     purpose = _purpose(args.purpose, args.reason)
     store = _open_store(config, args.store, args.endpoint_url)
+    start, end = args.from_seconds, args.to_seconds
     try:
-        m = export_call(store, args.call_id, args.out)
+        m = export_call(store, args.call_id, args.out, start_seconds=start, end_seconds=end)
+    except ExportRangeError as exc:  # bad input: nothing written, nothing logged
+        print(f"callrec: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except ArchiveError as exc:
         print(f"callrec: error: {exc}", file=sys.stderr)
         return EXIT_FAULT
     except StoreError as exc:
         print(f"callrec: error: {exc}", file=sys.stderr)
         return EXIT_FAULT
-    if not _log_access(config, store, "export", m.call_id, purpose, {"out_format": args.out.suffix.lower().lstrip(".")}):
+    first, last = export_range_frames(m, start, end)
+    rate = m.audio.sample_rate
+    detail: dict = {"out_format": args.out.suffix.lower().lstrip(".")}
+    if start is not None or end is not None:  # the range actually written, clamped to the call
+        detail.update(from_seconds=first / rate, to_seconds=last / rate)
+    if not _log_access(config, store, "export", m.call_id, purpose, detail):
         args.out.unlink(missing_ok=True)  # every export is logged: one that cannot be, is undone
         return EXIT_FAULT
-    print(json.dumps({"call_id": m.call_id, "out": str(args.out), "frames": m.frames,
-                      "sample_rate": m.audio.sample_rate, "channels": m.audio.channels}))
+    print(json.dumps({"call_id": m.call_id, "out": str(args.out), "frames": last - first,
+                      "from_seconds": first / rate, "to_seconds": last / rate,
+                      "sample_rate": rate, "channels": m.audio.channels}))
     return 0
 
 

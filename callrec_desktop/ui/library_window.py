@@ -15,6 +15,7 @@ logged. A note is recorded as a "note" access event with the purpose chosen for 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -45,7 +46,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from callrec_desktop.archive import export_call
+from callrec_desktop.archive import ArchiveError, export_call, export_range_frames
 from callrec_desktop.catalog import Catalog, CatalogFilter, SyncReport
 from callrec_desktop.config import Lines, normalise_number
 from callrec_desktop.core.manifest import END_REASONS, Manifest
@@ -140,15 +141,44 @@ def call_summary(m: Manifest | None) -> str:
 
 
 def ask_export_path(parent: QWidget | None, suggested: str) -> Path | None:
-    """The default ``choose_export_path``: a save dialog for .wav or .flac; None when cancelled."""
+    """The default ``choose_export_path``: a save dialog for .wav, .flac or .opus; None when cancelled."""
+    filters = {".wav": "WAV audio (*.wav)", ".flac": "FLAC audio (*.flac)", ".opus": "Opus audio (*.opus *.ogg)"}
+    first = filters.get(Path(suggested).suffix.lower(), filters[".wav"])
     path, chosen = QFileDialog.getSaveFileName(parent, "Export recording", suggested,
-                                               "WAV audio (*.wav);;FLAC audio (*.flac)")
+                                               ";;".join([first, *(f for f in filters.values() if f != first)]))
     if not path:
         return None
     p = Path(path)
-    if p.suffix.lower() not in (".wav", ".flac"):
-        p = p.with_suffix(".flac" if "flac" in chosen.lower() else ".wav")
+    if p.suffix.lower() not in (".wav", ".flac", ".opus", ".ogg"):
+        p = p.with_suffix(".flac" if "flac" in chosen.lower() else ".opus" if "opus" in chosen.lower() else ".wav")
     return p
+
+
+def parse_clock(text: str) -> float:
+    """Seconds from "mm:ss", "h:mm:ss" or "ss" (seconds may have a fraction: "01:02.5");
+    ``ValueError`` (fit to show) otherwise."""
+    parts = text.strip().split(":")
+    try:
+        if not 1 <= len(parts) <= 3 or any(not p.strip() for p in parts):
+            raise ValueError
+        *whole, sec = parts
+        seconds = float(sec)
+        for p in whole:
+            if not p.strip().isdigit():
+                raise ValueError
+        minutes = 0
+        for p in whole:
+            minutes = minutes * 60 + int(p)
+        if not math.isfinite(seconds) or seconds < 0 or (whole and seconds >= 60):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"“{text.strip()}” is not a time: write it as mm:ss") from None
+    return minutes * 60 + seconds
+
+
+def clock(seconds: float, *, up: bool = False) -> str:
+    """mm:ss (h:mm:ss from an hour), whole seconds, rounded down (or ``up``)."""
+    return format_duration(math.ceil(seconds) if up else seconds)
 
 
 @dataclass(frozen=True)
@@ -315,11 +345,28 @@ class LibraryWindow(QMainWindow):
         self.export_format = QComboBox(detail)
         self.export_format.addItem("WAV", ".wav")
         self.export_format.addItem("FLAC", ".flac")
-        self.export_button = QPushButton("Export whole call…", detail)
+        self.export_format.addItem("Opus", ".opus")
+        self.export_format.setAccessibleName("Export format")
+        self.export_range = QComboBox(detail)
+        self.export_range.addItem("Whole call", False)
+        self.export_range.addItem("From … to …", True)
+        self.export_range.setAccessibleName("What to export")
+        self.export_from, self.export_to = QLineEdit(detail), QLineEdit(detail)
+        for edit, name in ((self.export_from, "Export from (mm:ss)"), (self.export_to, "Export to (mm:ss)")):
+            edit.setPlaceholderText("mm:ss")
+            edit.setAccessibleName(name)
+            edit.setMaximumWidth(80)
+            edit.setEnabled(False)
+        self.export_range.currentIndexChanged.connect(self._on_export_range_current_index_changed)
+        self.export_button = QPushButton("Export…", detail)
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(self.export)
         export_row = QHBoxLayout()
         export_row.addWidget(self.export_format)
+        export_row.addWidget(self.export_range)
+        export_row.addWidget(self.export_from)
+        export_row.addWidget(QLabel("to", detail))
+        export_row.addWidget(self.export_to)
         export_row.addWidget(self.export_button)
         export_row.addStretch(1)
         self.message = QLabel("", detail)
@@ -522,6 +569,7 @@ class LibraryWindow(QMainWindow):
         self.player.set_notes(details.notes)
         self.player.load(self.store, details.manifest)
         self.export_button.setEnabled(True)
+        self.prefill_export_range()
         emit_signal(self.details_shown, details.manifest.call_id)
 
     def _refresh_history(self) -> None:
@@ -580,10 +628,48 @@ class LibraryWindow(QMainWindow):
 
         self.adapter.run_task(work, done, name=f"access-{action}")
 
+    # ---- export -----------------------------------------------------------------------------------------
+    def _on_export_range_current_index_changed(self, _: int) -> None:
+        ranged = bool(self.export_range.currentData())
+        self.export_from.setEnabled(ranged)
+        self.export_to.setEnabled(ranged)
+        if ranged:
+            self.prefill_export_range()
+
+    def prefill_export_range(self) -> None:
+        """From the player's current position to the call's end (the waveform has no selection)."""
+        if self.manifest is None:
+            self.export_from.clear()
+            self.export_to.clear()
+            return
+        self.export_from.setText(clock(self.player.position))
+        self.export_to.setText(clock(self.manifest.duration_seconds, up=True))
+
+    def export_bounds(self) -> tuple[float | None, float | None]:
+        """The range the export fields describe (None, None for the whole call); ``ValueError``
+        (fit to show) for a field that is not a time or a range with nothing in it."""
+        if not self.export_range.currentData():
+            return None, None
+        start, end = parse_clock(self.export_from.text()), parse_clock(self.export_to.text())
+        if self.manifest is not None:
+            try:
+                export_range_frames(self.manifest, start, end)
+            except ArchiveError:
+                raise ValueError(f"Nothing to export from {clock(start)} to {clock(end)}: the call is "
+                                 f"{clock(self.manifest.duration_seconds, up=True)} long, and the start must "
+                                 "be before the end.") from None
+        return start, end
+
     def export(self) -> None:
-        """Export the whole call (WAV/FLAC): purpose, file, logged, written on a worker."""
+        """Export the whole call or a range (WAV/FLAC/Opus): purpose, file, logged, written on a worker."""
         call_id, manifest = self.call_id, self.manifest
         if call_id is None or manifest is None:
+            return
+        try:
+            start, end = self.export_bounds()
+        except ValueError as exc:  # before the purpose prompt: nothing asked, nothing logged
+            self.message.setText(f"Not exported: {exc}")
+            emit_signal(self.access_refused, "bad range")
             return
         purpose = self._choose_purpose(self, "export", call_summary(manifest))
         if purpose is None:
@@ -592,19 +678,24 @@ class LibraryWindow(QMainWindow):
             return
         suffix = self.export_format.currentData()
         stamp = manifest.started_at.astimezone().strftime("%Y%m%d-%H%M%S")
-        path = self._choose_export_path(self, f"call-{stamp}-{manifest.department.replace(' ', '-')}{suffix}")
+        part = "" if start is None else f"-{clock(start).replace(':', '')}-{clock(end).replace(':', '')}"
+        path = self._choose_export_path(self, f"call-{stamp}-{manifest.department.replace(' ', '-')}{part}{suffix}")
         if path is None:
             self.message.setText("Not exported.")
             return
         path = Path(path)
+        detail: dict = {"format": path.suffix.lower().lstrip("."), "file": path.name}
+        if start is not None:
+            first, last = export_range_frames(manifest, start, end)  # as written: clamped to the call
+            rate = manifest.audio.sample_rate
+            detail.update(from_seconds=first / rate, to_seconds=last / rate)
         store, access = self.store, self.access
         self.export_button.setEnabled(False)
         self.message.setText(f"Exporting to {path}…")
 
         def work() -> tuple[AccessEvent, Path]:  # worker thread: logged first, then written
-            event = access.record("export", call_id, purpose.code, purpose.reason,
-                                  {"format": path.suffix.lower().lstrip("."), "file": path.name})
-            export_call(store, call_id, path)
+            event = access.record("export", call_id, purpose.code, purpose.reason, detail)
+            export_call(store, call_id, path, start_seconds=start, end_seconds=end)
             return event, path
 
         def done(result: TaskResult) -> None:
@@ -670,4 +761,4 @@ class LibraryWindow(QMainWindow):
         return [self._progress_timer, *self.player.timers()]
 
 
-__all__ = ["LibraryWindow", "ask_export_path", "describe_call", "describe_history"]
+__all__ = ["LibraryWindow", "ask_export_path", "clock", "describe_call", "describe_history", "parse_clock"]

@@ -338,3 +338,64 @@ def test_the_waveform_marks_the_payment_pause_where_it_was(leaders, template):
     lib.window.player.pause()
     lib.qtbot.mouseClick(wave, Qt.MouseButton.LeftButton, pos=QPoint(int(plot.left() + plot.width() / 2), 100))
     assert lib.window.player.position == pytest.approx(call.duration_seconds / 2, abs=0.05)
+
+
+def test_export_a_range_from_the_player_position_writes_that_part_and_logs_it(leaders, template, tmp_path):
+    call = template[1]["pay"]  # 3 s, payment pause 1..2 s
+    lib = leaders()
+    lib.sync()
+    lib.select(call.call_id)
+    w = lib.window
+    w.player.seek(1.0)
+    w.export_format.setCurrentIndex(w.export_format.findData(".flac"))
+    w.export_range.setCurrentIndex(w.export_range.findData(True))  # "From … to …": prefilled position .. end
+    assert (w.export_from.text(), w.export_to.text()) == ("00:01", "00:03")
+    assert w.export_from.isEnabled() and w.export_to.isEnabled()
+    w.export_from.setText("00:00.5")
+    w.export_to.setText("00:02.5")
+    lib.export_path = tmp_path / "part.flac"
+    lib.purpose = Purpose("complaint")
+    with lib.qtbot.waitSignal(w.export_finished, timeout=10000) as blocker:
+        w.export_button.click()
+    assert blocker.args[0] == lib.export_path
+    info = sf.info(lib.export_path)
+    assert (info.samplerate, info.channels, info.frames) == (RATE, 2, 2 * RATE)
+    back = sf.read(lib.export_path, dtype="float32", always_2d=True)[0]
+    p = call.pauses[0]
+    a, b = p.offset_frames - RATE // 2, p.offset_frames + p.duration_frames - RATE // 2
+    assert not back[a:b].any() and back[: a - 160].any() and back[b + 160 :].any()
+    [event] = AccessLog(lib.store, user="x", workstation="y").history(call.call_id)
+    assert (event.action, event.purpose) == ("export", "complaint")
+    assert event.detail == {"format": "flac", "file": "part.flac", "from_seconds": 0.5, "to_seconds": 2.5}
+
+    # Opus, from the player's position to the end
+    w.player.seek(2.0)
+    w.export_range.setCurrentIndex(0)
+    w.export_range.setCurrentIndex(1)
+    assert (w.export_from.text(), w.export_to.text()) == ("00:02", "00:03")
+    w.export_format.setCurrentIndex(w.export_format.findData(".opus"))
+    lib.export_path = tmp_path / "tail.opus"
+    with lib.qtbot.waitSignal(w.export_finished, timeout=10000) as blocker:
+        w.export_button.click()
+    assert blocker.args[0] == lib.export_path
+    assert abs(sf.info(lib.export_path).frames - RATE) <= RATE // 50
+    assert lib.asked == ["export", "export"]
+
+
+@pytest.mark.parametrize("start, end", [("00:02", "00:01"), ("00:05", "00:09"), ("1:xx", "00:02"), ("", "00:02")])
+def test_a_bad_export_range_asks_nothing_writes_nothing_and_logs_nothing(leaders, template, tmp_path, start, end):
+    call = template[1]["pay"]
+    lib = leaders()
+    lib.sync()
+    lib.select(call.call_id)
+    w = lib.window
+    w.export_range.setCurrentIndex(w.export_range.findData(True))
+    w.export_from.setText(start)
+    w.export_to.setText(end)
+    lib.export_path = tmp_path / "bad.wav"
+    lib.purpose = Purpose("complaint")
+    with lib.qtbot.waitSignal(w.access_refused, timeout=2000):
+        w.export_button.click()
+    assert lib.asked == [] and not lib.export_path.exists()
+    assert w.message.text().startswith("Not exported:")
+    assert AccessLog(lib.store, user="x", workstation="y").history(call.call_id) == []

@@ -211,3 +211,50 @@ def test_export_needs_a_purpose_and_is_logged_with_it(tmp_path, env):
     # a failed export logs nothing
     run(["export", "20261129T092233Z-3f9a1c0b7d2e", "--store", store, "--out", out, "--purpose", "complaint"], env, 1)
     assert len(_access_events(store)) == 1
+
+
+# ---- range export ------------------------------------------------------------------------------------
+
+
+def _record_flac_call(tmp_path, env) -> str:
+    tone_file(tmp_path / "call.wav", 13.0)
+    script = write_script(tmp_path / "call.json", CALL)
+    rec = run(["record", "--source", tmp_path / "call.wav", "--script", script, "--store", tmp_path / "store",
+               "--codec", "flac", "--chunk-seconds", "3"], env, 0)
+    return json.loads(rec.stdout)["call_id"]
+
+
+def test_export_from_to_writes_the_range_and_logs_it(tmp_path, env):
+    call_id = _record_flac_call(tmp_path, env)  # 11 s (transferred), payment pause 4.25..7.5 s
+    store, out = tmp_path / "store", tmp_path / "range.flac"
+    whole = tmp_path / "whole.wav"
+    run(["export", call_id, "--store", store, "--out", whole, "--purpose", "complaint"], env, 0)
+    proc = run(["export", call_id, "--store", store, "--out", out, "--purpose", "complaint",
+                "--from", "2.5", "--to", "8"], env, 0)
+    result = json.loads(proc.stdout)
+    assert (result["frames"], result["from_seconds"], result["to_seconds"]) == (round(5.5 * RATE), 2.5, 8.0)
+    back, rate = sf.read(out, dtype="float32", always_2d=True)
+    ref = sf.read(whole, dtype="float32", always_2d=True)[0]
+    assert rate == RATE and back.shape == (round(5.5 * RATE), 2)
+    np.testing.assert_array_equal(back, ref[round(2.5 * RATE) : 8 * RATE])
+    assert not back[round(1.75 * RATE) : 5 * RATE].any()  # the payment pause, 4.25..7.5 s of the call
+    events = [e for e in _access_events(store) if e["detail"].get("out_format") == "flac"]
+    assert [e["detail"] for e in events] == [{"out_format": "flac", "from_seconds": 2.5, "to_seconds": 8.0}]
+    # --to past the end is clamped to the call's end; an Ogg Opus export
+    opus = tmp_path / "tail.opus"
+    proc = run(["export", call_id, "--store", store, "--out", opus, "--purpose", "complaint", "--from", "9",
+                "--to", "600"], env, 0)
+    assert json.loads(proc.stdout)["to_seconds"] == 11.0
+    assert abs(sf.info(opus).frames - 2 * RATE) <= RATE // 50
+    assert {"out_format": "opus", "from_seconds": 9.0, "to_seconds": 11.0} in [e["detail"] for e in _access_events(store)]
+
+
+@pytest.mark.parametrize("bounds", [["--from", "8", "--to", "3"], ["--from", "20"], ["--from", "5", "--to", "5"]])
+def test_export_of_a_bad_range_is_exit_2_writes_nothing_and_logs_nothing(tmp_path, env, bounds):
+    call_id = _record_flac_call(tmp_path, env)
+    store, out = tmp_path / "store", tmp_path / "bad.wav"
+    proc = run(["export", call_id, "--store", store, "--out", out, "--purpose", "complaint", *bounds], env, 2)
+    assert "the call is 11 s long" in proc.stderr and f"{float(bounds[1]):g} s" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() and not (tmp_path / "bad.wav.part").exists()
+    assert _access_events(store) == []
