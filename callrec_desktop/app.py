@@ -620,7 +620,10 @@ class SelfTest:
                 return
             self.checking = True
             store, call_id = self.store, self.call_id
-            self.adapter.run_task(lambda: _check_uploaded(store, call_id), self._on_checked, name="self-test-check")
+            from callrec_desktop.archive import verified_final_manifest
+
+            self.adapter.run_task(lambda: verified_final_manifest(store, call_id), self._on_checked,
+                                  name="self-test-check")
 
     def _on_checked(self, result) -> None:
         self.checking = False
@@ -658,23 +661,6 @@ def _capture_failed(status) -> bool:
     from callrec_desktop.desk import Fault
 
     return Fault.NO_DEVICE in status.faults or Fault.DEVICE_LOST in status.faults
-
-
-def _check_uploaded(store, call_id: str):
-    """The finished manifest once it is in the store and every chunk verifies; None before. Worker."""
-    from callrec_desktop.archive import ArchiveError, load_manifest, verify_call
-
-    try:
-        manifest = load_manifest(store, call_id)
-    except ArchiveError:
-        return None
-    if manifest.status != "complete":
-        return None
-    problems = verify_call(store, manifest)
-    if problems:
-        # The manifest goes last, so a complete manifest with missing chunks is a real fault.
-        raise RuntimeError("; ".join(problems))
-    return manifest
 
 
 if __name__ == "__main__":

@@ -197,24 +197,6 @@ def demo_source_factory(config: Config, demo: DemoCall, speed: float = 1.0) -> C
     return make
 
 
-def verified_manifest(store, call_id: str):
-    """The call's final manifest once it is in ``store`` and every chunk verifies; None before
-    (not there yet, or still provisional). Raises if a complete manifest's chunks are wrong.
-    Does I/O: call it on a worker thread."""
-    from callrec_desktop.archive import ArchiveError, load_manifest, verify_call
-
-    try:
-        manifest = load_manifest(store, call_id)
-    except ArchiveError:
-        return None
-    if manifest.status != "complete":
-        return None
-    problems = verify_call(store, manifest)
-    if problems:  # the manifest is uploaded last: a final one naming bad chunks is a real fault
-        raise DemoError("; ".join(problems))
-    return manifest
-
-
 # ---- the older generated demo audio (scripts/screenshots.py) -------------------------------------
 
 DTMF = {"4": (770, 1209), "1": (697, 1209), "7": (852, 1209), "5": (770, 1336)}

@@ -34,8 +34,8 @@ from callrec_desktop.demo import (
     demo_source_factory,
     demo_steps,
     load_demo,
-    verified_manifest,
 )
+from callrec_desktop.archive import verified_final_manifest
 from callrec_desktop.desk import Desk, DeskError, Fault
 from callrec_desktop.ui.adapter import DeskAdapter, TaskResult, emit_signal
 from callrec_desktop.ui.main_window import MainWindow
@@ -105,7 +105,7 @@ class DemoRunner(QObject):
             if not self._checking:
                 self._checking = True
                 store, call_id = self.store, self.call_id
-                self.adapter.run_task(lambda: verified_manifest(store, call_id), self._on_checked, name="demo-check")
+                self.adapter.run_task(lambda: verified_final_manifest(store, call_id), self._on_checked, name="demo-check")
             return
         frame = self.desk.current_frame()
         if frame is None or not status.capturing:
