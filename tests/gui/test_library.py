@@ -10,7 +10,6 @@ device playback is covered by tests/integration/test_player_device.py.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,72 +18,19 @@ import pytest
 import soundfile as sf
 from PySide6.QtCore import QPoint, Qt
 
-from callrec_desktop.archive import load_manifest
-from callrec_desktop.audio.chunk_writer import ChunkWriter
-from callrec_desktop.audio.encoders import CodecSettings
-from callrec_desktop.audio.sources import SyntheticSource
 from callrec_desktop.catalog import Catalog
-from callrec_desktop.core.manifest import AudioFormat, Manifest
+from callrec_desktop.core.manifest import Manifest
 from callrec_desktop.governance.access_log import AccessLog
 from callrec_desktop.governance.purposes import Purpose
 from callrec_desktop.notes import NoteStore
-from callrec_desktop.recorder import Identity, Recorder
-from callrec_desktop.spool import Spool
 from callrec_desktop.storage import layout
 from callrec_desktop.storage.folder import FolderStore
 from callrec_desktop.ui.adapter import DeskAdapter
 from callrec_desktop.ui.library_window import LibraryWindow
-from callrec_desktop.uploader import Uploader
-from tests.support.recording import RATE, settings, two_tones
+from tests.support.recording import RATE, record_calls, record_interrupted
 
 WHEN = datetime(2026, 3, 2, 9, 0, 0, tzinfo=timezone.utc)
 CT, HOUSING = ("01443 425002", "Council Tax"), ("01443 425003", "Housing")
-
-
-def _record(spool_dir: Path, store, calls: list[dict]) -> list[Manifest]:
-    """Calls one after another through the real recorder; payment (start, end) and transfer
-    (department) in seconds into the call."""
-    gap = 0.25
-    total = sum(c["seconds"] + gap for c in calls) + 0.5
-    spool = Spool(spool_dir)
-    uploader = Uploader(spool, store)
-    rec = Recorder(SyntheticSource(two_tones(total), sample_rate=RATE, block_frames=1600), spool,
-                   settings(chunk_seconds=2.0, lookbehind_seconds=0.25), Identity("agent007", "ws-agent007", "test"),
-                   clock=lambda: WHEN)
-    t = 0.0
-    for c in calls:
-        f = lambda s: round((t + s) * RATE)  # noqa: E731
-        rec.start_call(*c["line"], caller=c.get("caller"), at_frame=f(0))
-        if "payment" in c:
-            rec.start_payment(at_frame=f(c["payment"][0]))
-            rec.end_payment(at_frame=f(c["payment"][1]))
-        if "transfer" in c:
-            rec.transfer(c["transfer"], at_frame=f(c["seconds"]))
-        else:
-            rec.end_call(at_frame=f(c["seconds"]))
-        t += c["seconds"] + gap
-    results = rec.run()
-    assert uploader.drain(30), uploader.status()
-    return [load_manifest(store, m.call_id) for m in results.manifests]
-
-
-def _record_interrupted(spool_dir: Path, store) -> Manifest:
-    """A call whose recorder died: the spool's recovery ends it as interrupted; then uploaded."""
-    from callrec_desktop.core.ids import new_call_id
-
-    spool = Spool(spool_dir)
-    m = Manifest(call_id=new_call_id(WHEN), status="recording", line_number=HOUSING[0], department=HOUSING[1],
-                 direction="inbound", caller="07700 900999", external_id=None, agent="agent042",
-                 workstation="ws-agent042", started_at=WHEN, ended_at=None, frames=0,
-                 audio=AudioFormat("flac", RATE, 2, ("agent", "caller"), None), app_version="test")
-    call = spool.create_call(m)
-    writer = ChunkWriter(call, CodecSettings("flac", sample_rate=RATE, channels=2), RATE)
-    writer.write(0, two_tones(1.5))
-    call.write_manifest(dataclasses.replace(m, chunks=tuple(writer.sealed), frames=round(1.5 * RATE)))
-    call.release()
-    assert spool.recover().interrupted_calls == (m.call_id,)
-    assert Uploader(spool, store).drain(30)
-    return load_manifest(store, m.call_id)
 
 
 @pytest.fixture(scope="module")
@@ -92,12 +38,12 @@ def template(tmp_path_factory) -> tuple[Path, dict[str, Manifest]]:
     root = tmp_path_factory.mktemp("library-store")
     (root / "store").mkdir()
     store = FolderStore(root / "store")
-    pay, transfer, short = _record(root / "spool1", store, [
+    pay, transfer, short = record_calls(root / "spool1", store, WHEN, [
         {"line": CT, "caller": "07700 900123", "seconds": 3.0, "payment": (1.0, 2.0)},
         {"line": HOUSING, "caller": "+44 7700 900456", "seconds": 2.0, "transfer": "Planning"},
         {"line": CT, "caller": "07700 900789", "seconds": 1.0},
     ])
-    interrupted = _record_interrupted(root / "spool2", store)
+    interrupted = record_interrupted(root / "spool2", store, WHEN, HOUSING, seconds=1.5)
     return root / "store", {"pay": pay, "transfer": transfer, "short": short, "interrupted": interrupted}
 
 

@@ -71,3 +71,59 @@ def finish(p: Pipeline) -> list:
 
 def decoded(p: Pipeline, manifest) -> np.ndarray:
     return decode_call(p.store, manifest)
+
+
+def record_calls(spool_dir: Path, store, when, calls: list[dict], agent: str = "agent007") -> list:
+    """Record ``calls`` one after another through the real pipeline, starting at ``when``, and
+    upload them; returns the stored manifests.
+
+    Each call: ``line`` (number, department), optional ``caller``, ``seconds``, optional
+    ``payment`` (start, end) and ``transfer`` (department), in seconds into the call."""
+    from callrec_desktop.audio.sources import SyntheticSource
+
+    gap = 0.25
+    total = sum(c["seconds"] + gap for c in calls) + 0.5
+    spool = Spool(spool_dir)
+    uploader = Uploader(spool, store)
+    rec = Recorder(SyntheticSource(two_tones(total), sample_rate=RATE, block_frames=1600), spool,
+                   settings(chunk_seconds=2.0, lookbehind_seconds=0.25), Identity(agent, "ws-" + agent, "test"),
+                   clock=lambda: when)
+    t = 0.0
+    for c in calls:
+        f = lambda s: round((t + s) * RATE)  # noqa: E731
+        rec.start_call(*c["line"], caller=c.get("caller"), at_frame=f(0))
+        if "payment" in c:
+            rec.start_payment(at_frame=f(c["payment"][0]))
+            rec.end_payment(at_frame=f(c["payment"][1]))
+        if "transfer" in c:
+            rec.transfer(c["transfer"], at_frame=f(c["seconds"]))
+        else:
+            rec.end_call(at_frame=f(c["seconds"]))
+        t += c["seconds"] + gap
+    results = rec.run()
+    assert uploader.drain(30), uploader.status()
+    return [load_manifest(store, m.call_id) for m in results.manifests]
+
+
+def record_interrupted(spool_dir: Path, store, when, line: tuple[str, str], seconds: float = 3.0):
+    """A call whose recorder died (FLAC chunks sealed, no end): the spool's real recovery ends
+    it as ``interrupted``; then it is uploaded. Returns the stored manifest."""
+    import dataclasses
+
+    from callrec_desktop.audio.chunk_writer import ChunkWriter
+    from callrec_desktop.core.ids import new_call_id
+    from callrec_desktop.core.manifest import AudioFormat, Manifest
+
+    spool = Spool(spool_dir)
+    m = Manifest(call_id=new_call_id(when), status="recording", line_number=line[0], department=line[1],
+                 direction="inbound", caller="07700 900999", external_id=None, agent="agent042",
+                 workstation="ws-agent042", started_at=when, ended_at=None, frames=0,
+                 audio=AudioFormat("flac", RATE, 2, ("agent", "caller"), None), app_version="test")
+    call = spool.create_call(m)
+    writer = ChunkWriter(call, CodecSettings("flac", sample_rate=RATE, channels=2), RATE)
+    writer.write(0, two_tones(seconds))
+    call.write_manifest(dataclasses.replace(m, chunks=tuple(writer.sealed), frames=round(seconds * RATE)))
+    call.release()  # the recorder is gone
+    assert spool.recover().interrupted_calls == (m.call_id,)
+    assert Uploader(spool, store).drain(30)
+    return load_manifest(store, m.call_id)

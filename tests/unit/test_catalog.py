@@ -13,73 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from callrec_desktop.archive import load_manifest
-from callrec_desktop.audio.chunk_writer import ChunkWriter
-from callrec_desktop.audio.encoders import CodecSettings
-from callrec_desktop.audio.sources import SyntheticSource
 from callrec_desktop.catalog import Catalog, CatalogFilter
-from callrec_desktop.core.manifest import AudioFormat, Manifest
+from callrec_desktop.core.manifest import Manifest
 from callrec_desktop.notes import NoteStore
-from callrec_desktop.recorder import Identity, Recorder
-from callrec_desktop.spool import Spool
 from callrec_desktop.storage import layout
 from callrec_desktop.storage.folder import FolderStore
-from callrec_desktop.uploader import Uploader
-from tests.support.recording import RATE, settings, two_tones
+from tests.support.recording import record_calls as record
+from tests.support.recording import record_interrupted
 
 DAY1 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=timezone.utc)
 DAY2 = datetime(2026, 3, 3, 14, 30, 0, tzinfo=timezone.utc)
 DAY3 = datetime(2026, 3, 5, 11, 0, 0, tzinfo=timezone.utc)
 CT, HOUSING = ("01443 425002", "Council Tax"), ("01443 425003", "Housing")
-
-
-def record(spool_dir: Path, store, when: datetime, calls: list[dict], agent: str = "agent007") -> list[Manifest]:
-    """Record ``calls`` one after another through the real pipeline, starting at ``when``.
-
-    Each call: line (number, department), caller, seconds, optional payment (start, end) and
-    transfer (department), in seconds into the call."""
-    gap = 0.25
-    total = sum(c["seconds"] + gap for c in calls) + 0.5
-    spool = Spool(spool_dir)
-    uploader = Uploader(spool, store)
-    rec = Recorder(SyntheticSource(two_tones(total), sample_rate=RATE, block_frames=1600), spool,
-                   settings(chunk_seconds=2.0, lookbehind_seconds=0.25), Identity(agent, "ws-" + agent, "test"),
-                   clock=lambda: when)
-    t = 0.0
-    for c in calls:
-        f = lambda s: round((t + s) * RATE)  # noqa: E731
-        rec.start_call(*c["line"], caller=c.get("caller"), at_frame=f(0))
-        if "payment" in c:
-            rec.start_payment(at_frame=f(c["payment"][0]))
-            rec.end_payment(at_frame=f(c["payment"][1]))
-        if "transfer" in c:
-            rec.transfer(c["transfer"], at_frame=f(c["seconds"]))
-        else:
-            rec.end_call(at_frame=f(c["seconds"]))
-        t += c["seconds"] + gap
-    results = rec.run()
-    assert uploader.drain(30), uploader.status()
-    return [load_manifest(store, m.call_id) for m in results.manifests]
-
-
-def record_interrupted(spool_dir: Path, store, when: datetime) -> Manifest:
-    """A call whose recorder died: the spool's recovery ends it as ``interrupted``; then uploaded."""
-    from callrec_desktop.core.ids import new_call_id
-
-    codec = CodecSettings("flac", sample_rate=RATE, channels=2)
-    spool = Spool(spool_dir)
-    m = Manifest(call_id=new_call_id(when), status="recording", line_number=HOUSING[0], department=HOUSING[1],
-                 direction="inbound", caller="07700 900999", external_id=None, agent="agent042",
-                 workstation="ws-agent042", started_at=when, ended_at=None, frames=0,
-                 audio=AudioFormat("flac", RATE, 2, ("agent", "caller"), None), app_version="test")
-    call = spool.create_call(m)
-    writer = ChunkWriter(call, codec, RATE)
-    writer.write(0, two_tones(3.0))
-    call.write_manifest(dataclasses.replace(m, chunks=tuple(writer.sealed), frames=3 * RATE))
-    call.release()  # the recorder is gone
-    assert spool.recover().interrupted_calls == (m.call_id,)
-    assert Uploader(spool, store).drain(30)
-    return load_manifest(store, m.call_id)
 
 
 class CountingStore:
@@ -120,7 +65,7 @@ def build_library(root: Path) -> Library:
         {"line": CT, "caller": "07700900123", "seconds": 5.0},                             # same caller, long
         {"line": HOUSING, "seconds": 1.5},                                                 # withheld number
     ], agent="agent042")
-    interrupted = record_interrupted(root / "spool3", store, DAY2 + timedelta(hours=1))
+    interrupted = record_interrupted(root / "spool3", store, DAY2 + timedelta(hours=1), HOUSING)
     calls = {"pay": day1[0], "transfer": day1[1], "long": day2[0], "withheld": day2[1], "interrupted": interrupted}
     return Library(root, store, calls)
 
