@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -32,7 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # for tests.support.xvfb: `python bench/x.py` puts bench/ first
+    sys.path.insert(0, str(ROOT))
+
 MARKER = "window shown"
 
 BARE = f"""
@@ -146,26 +148,6 @@ def memory() -> dict[str, float]:
     return out
 
 
-def start_xvfb() -> tuple[subprocess.Popen, str] | None:
-    if shutil.which("Xvfb") is None:
-        return None
-    for n in range(140, 160):
-        if Path(f"/tmp/.X11-unix/X{n}").exists() or Path(f"/tmp/.X{n}-lock").exists():
-            continue
-        proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if Path(f"/tmp/.X11-unix/X{n}").exists():
-                return proc, f":{n}"
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        proc.kill()
-        proc.wait()
-    return None
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=5)
@@ -180,7 +162,12 @@ def main() -> int:
         xvfb = None
         display = None
         if platform == "xcb":
-            started = start_xvfb()
+            from tests.support.xvfb import XvfbError, start_xvfb, stop_xvfb
+
+            try:
+                started = start_xvfb()
+            except XvfbError:
+                started = None
             if started is None:
                 print("bench_startup: no Xvfb; skipping xcb (apt-get install xvfb)", file=sys.stderr)
                 continue
@@ -189,8 +176,7 @@ def main() -> int:
             results = time_startup(platform, args.runs, bundle, display)
         finally:
             if xvfb is not None:
-                xvfb.terminate()
-                xvfb.wait(5)
+                stop_xvfb(xvfb)
         bare = statistics.median(results["bare PySide6 window"])
         for name, times in results.items():
             med = statistics.median(times)

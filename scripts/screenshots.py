@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,38 +24,23 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def start_xvfb() -> tuple[subprocess.Popen, str]:
-    if shutil.which("Xvfb") is None:
-        raise SystemExit("screenshots: Xvfb not found; install it with: apt-get install -y xvfb")
-    for n in range(99, 120):
-        if Path(f"/tmp/.X11-unix/X{n}").exists() or Path(f"/tmp/.X{n}-lock").exists():
-            continue
-        proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if Path(f"/tmp/.X11-unix/X{n}").exists():
-                return proc, f":{n}"
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        proc.kill()
-    raise SystemExit("screenshots: could not start Xvfb")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     args = parser.parse_args()
-    xvfb, display = start_xvfb()
+    from tests.support.xvfb import XvfbError, start_xvfb, stop_xvfb
+
+    try:
+        xvfb, display = start_xvfb()
+    except XvfbError as exc:
+        raise SystemExit(f"screenshots: {exc}") from None
     os.environ["DISPLAY"] = display
     os.environ["QT_QPA_PLATFORM"] = "xcb"
     try:
         with tempfile.TemporaryDirectory(prefix="callrec-shots-") as tmp:
             return Shooter(Path(tmp), args.out).run()
     finally:
-        xvfb.terminate()
-        xvfb.wait(5)
+        stop_xvfb(xvfb)
 
 
 class Shooter:

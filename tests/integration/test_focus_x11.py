@@ -11,55 +11,27 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
-import shutil
-import signal
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from callrec_desktop.triggers import focus
+from tests.support.xvfb import XvfbError, start_xvfb, stop_xvfb
 from callrec_desktop.triggers.focus import FocusProbe, FocusWatcher, active_window_title, focus_support
 
-APT_HINT = "sudo apt-get install -y xvfb"
-
-
-def _free_display() -> int:
-    for n in range(90, 200):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            return n
-    raise RuntimeError("no free X display number between :90 and :199")
 
 
 @pytest.fixture(scope="module")
 def xvfb():
-    """A private Xvfb on a free display; killed at teardown."""
-    binary = shutil.which("Xvfb")
-    if binary is None:
-        pytest.fail(f"Xvfb is not installed; install it with: {APT_HINT}")
-    n = _free_display()
-    proc = subprocess.Popen([binary, f":{n}", "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    socket = Path(f"/tmp/.X11-unix/X{n}")
-    deadline = time.monotonic() + 10
-    while not socket.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"Xvfb :{n} exited ({proc.returncode}): {proc.stderr.read().decode(errors='replace')}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"Xvfb :{n} did not create {socket} within 10 s")
-        time.sleep(0.02)
+    """A private Xvfb (display picked by Xvfb itself); killed at teardown."""
     try:
-        yield f":{n}"
+        proc, display = start_xvfb("800x600x24")
+    except XvfbError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield display
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_xvfb(proc)
         proc.stderr.close()
 
 
