@@ -156,7 +156,6 @@ def _setup_logging(log_dir: Path, verbose: bool) -> Path | None:
         return None
     handler.setFormatter(fmt)
     root.addHandler(handler)
-    quiet_credential_loggers()
     log.info("callrec-desktop %s starting; log %s", __version__, path)
     return path
 

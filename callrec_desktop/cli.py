@@ -32,9 +32,10 @@ import threading
 from pathlib import Path
 
 from callrec_desktop import __version__
-from callrec_desktop.logs import quiet_credential_loggers
+from callrec_desktop.config import Config, ConfigError, load_config
 from callrec_desktop.core.ids import InvalidIdError, validate_call_id
-from callrec_desktop.config import Config, ConfigError, UnknownLineError, load_config
+from callrec_desktop.logs import quiet_credential_loggers
+from callrec_desktop.storage.base import StoreError
 
 EXIT_FAULT = 1
 EXIT_BAD_INPUT = 2
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError) as exc:
         print(f"callrec: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except StoreError as exc:  # the store refused or could not be reached: named in the message
+        print(f"callrec: error: {exc}", file=sys.stderr)
+        return EXIT_FAULT
     except KeyboardInterrupt:
         print("callrec: interrupted", file=sys.stderr)
         return 130
@@ -290,7 +294,6 @@ def _record(config: Config, source, events, settings, store, spool_dir: Path, up
 
 def cmd_export(args) -> int:
     from callrec_desktop.archive import ArchiveError, ExportRangeError, export_call, export_range_frames
-    from callrec_desktop.storage.base import StoreError
 
     config = _config(args)
     _check_call_id(args.call_id)
@@ -303,9 +306,6 @@ def cmd_export(args) -> int:
         print(f"callrec: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ArchiveError as exc:
-        print(f"callrec: error: {exc}", file=sys.stderr)
-        return EXIT_FAULT
-    except StoreError as exc:
         print(f"callrec: error: {exc}", file=sys.stderr)
         return EXIT_FAULT
     first, last = export_range_frames(m, start, end)
@@ -324,28 +324,23 @@ def cmd_export(args) -> int:
 
 def cmd_verify(args) -> int:
     from callrec_desktop.archive import ManifestProblem, iter_manifests, verify_call
-    from callrec_desktop.storage.base import StoreError
 
     config = _config(args)
     store = _open_store(config, args.store, args.endpoint_url)
     calls = faults = chunks = 0
-    try:
-        for m in iter_manifests(store):
-            if isinstance(m, ManifestProblem):
-                faults += 1
-                print(f"FAULT {m.key}: {m.problem}")
-                continue
-            calls += 1
-            chunks += len(m.chunks)
-            problems = verify_call(store, m)
-            faults += len(problems)
-            for p in problems:
-                print(f"FAULT {p}")
-            if m.status != "complete":
-                print(f"NOTE {m.call_id}: provisional manifest (call in progress, or its workstation has not finished uploading)")
-    except StoreError as exc:
-        print(f"callrec: error: {exc}", file=sys.stderr)
-        return EXIT_FAULT
+    for m in iter_manifests(store):
+        if isinstance(m, ManifestProblem):
+            faults += 1
+            print(f"FAULT {m.key}: {m.problem}")
+            continue
+        calls += 1
+        chunks += len(m.chunks)
+        problems = verify_call(store, m)
+        faults += len(problems)
+        for p in problems:
+            print(f"FAULT {p}")
+        if m.status != "complete":
+            print(f"NOTE {m.call_id}: provisional manifest (call in progress, or its workstation has not finished uploading)")
     print(f"{calls} recording(s), {chunks} chunk(s) checked in {store.description}: "
           f"{'no faults' if not faults else f'{faults} fault(s)'}")
     return EXIT_FAULT if faults else 0
@@ -353,31 +348,26 @@ def cmd_verify(args) -> int:
 
 def cmd_ls(args) -> int:
     from callrec_desktop.archive import ManifestProblem, iter_manifests
-    from callrec_desktop.storage.base import StoreError
 
     config = _config(args)
     store = _open_store(config, args.store, args.endpoint_url)
     bad = 0
-    try:
-        for m in iter_manifests(store):
-            if isinstance(m, ManifestProblem):
-                bad += 1
-                print(f"callrec: warning: skipped {m.key}: {m.problem}", file=sys.stderr)
-                continue
-            end = m.end.reason if m.end else "in progress"
-            if m.end and m.end.department:
-                end += f" to {m.end.department}"
-            if args.json:
-                print(json.dumps({"call_id": m.call_id, "started_at": m.to_dict()["started_at"], "line": m.line_number,
-                                  "department": m.department, "caller": m.caller, "agent": m.agent,
-                                  "duration_seconds": round(m.duration_seconds, 3), "end": end,
-                                  "pauses": len(m.pauses), "status": m.status}))
-            else:
-                print(f"{m.call_id}  {m.started_at:%Y-%m-%d %H:%M:%S}Z  {m.line_number or '-':<13} "
-                      f"{m.department[:28]:<28} {m.duration_seconds:8.1f}s  {len(m.pauses)} pause(s)  {end}")
-    except StoreError as exc:
-        print(f"callrec: error: {exc}", file=sys.stderr)
-        return EXIT_FAULT
+    for m in iter_manifests(store):
+        if isinstance(m, ManifestProblem):
+            bad += 1
+            print(f"callrec: warning: skipped {m.key}: {m.problem}", file=sys.stderr)
+            continue
+        end = m.end.reason if m.end else "in progress"
+        if m.end and m.end.department:
+            end += f" to {m.end.department}"
+        if args.json:
+            print(json.dumps({"call_id": m.call_id, "started_at": m.to_dict()["started_at"], "line": m.line_number,
+                              "department": m.department, "caller": m.caller, "agent": m.agent,
+                              "duration_seconds": round(m.duration_seconds, 3), "end": end,
+                              "pauses": len(m.pauses), "status": m.status}))
+        else:
+            print(f"{m.call_id}  {m.started_at:%Y-%m-%d %H:%M:%S}Z  {m.line_number or '-':<13} "
+                  f"{m.department[:28]:<28} {m.duration_seconds:8.1f}s  {len(m.pauses)} pause(s)  {end}")
     return EXIT_FAULT if bad else 0
 
 
@@ -732,7 +722,6 @@ def cmd_find(args) -> int:
 def cmd_notes_add(args) -> int:
     from callrec_desktop.archive import ArchiveError, load_manifest
     from callrec_desktop.notes import NoteError, NoteStore
-    from callrec_desktop.storage.base import StoreError
 
     config = _config(args)
     _check_call_id(args.call_id)
@@ -743,7 +732,7 @@ def cmd_notes_add(args) -> int:
                                     manifest=manifest)
     except NoteError as exc:
         raise UsageError(str(exc)) from None
-    except (ArchiveError, StoreError) as exc:
+    except ArchiveError as exc:
         print(f"callrec: error: {exc}", file=sys.stderr)
         return EXIT_FAULT
     print(json.dumps({"note_id": note.note_id, "call_id": note.call_id, "at_seconds": note.at_seconds,
@@ -753,16 +742,11 @@ def cmd_notes_add(args) -> int:
 
 def cmd_notes_list(args) -> int:
     from callrec_desktop.notes import NoteStore
-    from callrec_desktop.storage.base import StoreError
 
     config = _config(args)
     _check_call_id(args.call_id)
     store = _open_store(config, args.store, args.endpoint_url)
-    try:
-        notes = NoteStore(store).list(args.call_id)
-    except StoreError as exc:
-        print(f"callrec: error: {exc}", file=sys.stderr)
-        return EXIT_FAULT
+    notes = NoteStore(store).list(args.call_id)
     for key, problem in notes.problems:
         print(f"callrec: warning: skipped {key}: {problem}", file=sys.stderr)
     for n in notes:
@@ -780,17 +764,12 @@ def cmd_notes_list(args) -> int:
 def cmd_access_log(args) -> int:
     from callrec_desktop.governance.access_log import AccessLog
     from callrec_desktop.governance.purposes import label
-    from callrec_desktop.storage.base import StoreError
 
     config = _config(args)
     _check_call_id(args.call_id)
     store = _open_store(config, args.store, args.endpoint_url)
-    try:
-        history = AccessLog(store, user=config.identity.agent_id,
-                            workstation=config.identity.workstation).history(args.call_id)
-    except StoreError as exc:
-        print(f"callrec: error: {exc}", file=sys.stderr)
-        return EXIT_FAULT
+    history = AccessLog(store, user=config.identity.agent_id,
+                        workstation=config.identity.workstation).history(args.call_id)
     for key, problem in history.problems:
         print(f"callrec: warning: skipped {key}: {problem}", file=sys.stderr)
     for e in history:

@@ -7,6 +7,9 @@ import logging
 
 def quiet_credential_loggers() -> None:
     """botocore logs each signed request at DEBUG, access key id included: keep those
-    libraries at INFO whatever our own level is, so no credential reaches a log."""
+    libraries at INFO or above whatever our own level is, so no credential reaches a log.
+    Call it after the root level is set."""
     for name in ("botocore", "boto3", "s3transfer", "urllib3"):
-        logging.getLogger(name).setLevel(max(logging.getLogger(name).level, logging.INFO))
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:  # only ever raise the bar: quieter, never louder
+            logger.setLevel(logging.INFO)

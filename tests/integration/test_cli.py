@@ -258,3 +258,18 @@ def test_export_of_a_bad_range_is_exit_2_writes_nothing_and_logs_nothing(tmp_pat
     assert "Traceback" not in proc.stderr
     assert not out.exists() and not (tmp_path / "bad.wav.part").exists()
     assert _access_events(store) == []
+
+
+@pytest.mark.parametrize("command", [["ls"], ["verify"], ["catalog", "sync"], ["notes", "list", "20261129T092233Z-3f9a1c0b7d2e"],
+                                     ["access-log", "20261129T092233Z-3f9a1c0b7d2e"]])
+def test_an_unreachable_store_is_one_clear_error_for_every_reading_command(tmp_path, env, command):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = run([*command, "--store", "s3://calls/site1", "--endpoint-url", f"http://127.0.0.1:{port}"],
+               dict(env, AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y"), 1)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("callrec: error: ")]
+    assert len(errors) == 1 and "s3://calls/site1" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr and "INFO" not in proc.stderr
