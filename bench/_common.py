@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:  # `python bench/x.py` puts bench/ first, not the 
 from callrec_desktop.audio.encoders import CodecSettings  # noqa: E402
 from callrec_desktop.config import RecorderSettings  # noqa: E402
 from callrec_desktop.recorder import Identity, RecordingSettings  # noqa: E402
+from tests.support.recording import band_db  # noqa: E402,F401 (the tests' measure, shared)
 
 RATE = 16000
 IDENTITY = Identity(agent="bench", workstation="bench", app_version="bench")
@@ -85,15 +86,6 @@ def two_tones(seconds: float, left_hz: float = 440.0, right_hz: float = 1250.0, 
     t = np.arange(round(seconds * rate)) / rate
     return np.stack([0.3 * np.sin(2 * np.pi * left_hz * t), 0.3 * np.sin(2 * np.pi * right_hz * t)],
                     axis=1).astype(np.float32)
-
-
-def band_db(x: np.ndarray, freq: float, rate: int = RATE) -> float:
-    """Energy (dB) within ±20 Hz of ``freq`` (the same measure as tests/support/recording.py)."""
-    if len(x) == 0:
-        return -300.0
-    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
-    f = np.fft.rfftfreq(len(x), 1 / rate)
-    return float(10 * np.log10(spec[(f > freq - 20) & (f < freq + 20)].sum() + 1e-30))
 
 
 def separation_db(out: np.ndarray, left_hz: float = 440.0, right_hz: float = 1250.0,

@@ -12,14 +12,14 @@ Pauses and gaps are digital silence on the timeline, so their buckets are exactl
 from __future__ import annotations
 
 import hashlib
-import os
-import threading
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from callrec_desktop.durable import write_atomic
 from callrec_desktop.playback.call_audio import CallAudio, Mark
 
 __all__ = ["DEFAULT_RATE_HZ", "Waveform", "cache_path", "compute", "load_or_compute"]
@@ -123,21 +123,8 @@ def load_or_compute(call_audio: CallAudio, cache_dir: Path | str, progress: Call
 
 
 def _write_atomic(path: Path, wf: Waveform) -> None:
+    """The cache file, replaced atomically (durable.write_atomic gives each writer its own temp)."""
+    buf = io.BytesIO()
+    np.savez(buf, mins=wf.mins, maxs=wf.maxs, meta=np.array([wf.rate_hz, wf.sample_rate, wf.frames], dtype=np.int64))
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A name of this writer's own, so two threads or processes never write the same .part.
-    part = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
-    try:
-        with open(part, "xb") as f:
-            np.savez(f, mins=wf.mins, maxs=wf.maxs,
-                     meta=np.array([wf.rate_hz, wf.sample_rate, wf.frames], dtype=np.int64))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(part, path)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomic(path, buf.getvalue())
