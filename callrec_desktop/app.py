@@ -412,8 +412,10 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
         holder["demo"].shutdown()
     _stop_all(integrations)
     adapter.shutdown()
-    desk.shutdown()
-    log.info("closed")
+    if desk.shutdown():
+        log.info("closed: everything recorded has been uploaded")
+    else:
+        log.warning("closed: recordings are still waiting in the spool; they upload at the next start")
     return rc
 
 

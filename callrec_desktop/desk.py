@@ -168,14 +168,16 @@ class Desk:
         self._clear_fault(Fault.DEVICE_LOST)
         return True
 
-    def shutdown(self, timeout: float = 10.0) -> None:
-        """End capture (an open call ends as interrupted), flush, stop the uploader."""
+    def shutdown(self, timeout: float = 10.0, upload_timeout: float = 5.0) -> bool:
+        """End capture (an open call ends as interrupted), flush, stop the uploader after a
+        last pass of at most ``upload_timeout`` seconds. True if nothing is left to upload;
+        anything left stays in the spool and uploads at the next start."""
         with self._lock:
             recorder, self._recorder = self._recorder, None
         if recorder is not None:
             recorder.stop()
             recorder.join(timeout)
-        self._uploader.stop(timeout)
+        return self._uploader.finish(timeout, upload_timeout)
 
     def status(self) -> DeskStatus:
         with self._lock:

@@ -109,6 +109,16 @@ class Uploader:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def finish(self, stop_timeout: float, upload_timeout: float) -> bool:
+        """Stop the worker, then make a last upload pass of at most ``upload_timeout`` seconds
+        on the caller's thread, so what was recorded just before closing (a call's final
+        manifest, its last chunk) reaches the store now rather than at the next start.
+        Whatever is left stays in the spool. True if the spool is empty."""
+        self.stop(stop_timeout)
+        if self._thread is not None and self._thread.is_alive():
+            return False  # never two passes at once from this process
+        return self.drain(upload_timeout)
+
     # ---- the uploader thread (or the caller, in synchronous mode) ----------------------
     def drain(self, timeout: float) -> bool:
         """Pass until the spool is empty or ``timeout`` seconds passed. True if empty."""

@@ -465,3 +465,33 @@ def test_provisional_manifest_updates_are_throttled_but_the_final_one_is_not(tmp
     assert [x.status for x in sent] == ["recording", "complete"]
     assert sent[0].chunks == () and sent[-1] == m
     assert len([k for k, _, _ in store.log if k.startswith("audio/")]) == len(m.chunks) == 7
+
+
+# ---- closing -------------------------------------------------------------------------------
+
+
+def test_closing_makes_a_last_pass_so_a_call_ended_just_before_reaches_the_store(tmp_path):
+    """The call ends, the app closes at once: the worker is asleep (a long poll, nobody woke it),
+    so without a last pass the store would keep only what it had. ``finish`` stops the worker
+    and uploads the rest, final manifest included."""
+    spool = Spool(tmp_path / "spool")
+    store = store_for(tmp_path)
+    uploader = Uploader(spool, store, replace(FAST, idle_poll_seconds=3600))
+    uploader.start()
+    m = record(spool)  # nobody calls wake(): the worker sleeps through it
+    assert uploader.finish(stop_timeout=5, upload_timeout=5)
+    assert spool.call_ids() == []
+    assert load_manifest(store, m.call_id) == m and m.status == "complete"
+    assert verify_call(store, m) == []
+
+
+def test_closing_with_the_store_down_gives_up_in_time_and_keeps_everything(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    store = FlakyStore(store_for(tmp_path), fail_first=10**6)
+    uploader = Uploader(spool, store, replace(FAST, idle_poll_seconds=3600))
+    uploader.start()
+    m = record(spool)
+    before = spool_files(spool)
+    assert uploader.finish(stop_timeout=5, upload_timeout=0.5) is False
+    assert store.calls > 0 and store_objects(store.inner) == {}
+    assert spool_files(spool) == before and spool.call_ids() == [m.call_id]
