@@ -156,6 +156,11 @@ def main() -> int:
     p.add_argument("--no-memory", action="store_true")
     args = p.parse_args()
     bundle = args.bundle.resolve() if args.bundle else None
+    # An installed app (the bundle's PYZ, a wheel) runs from bytecode; a checkout with
+    # PYTHONDONTWRITEBYTECODE set would compile every module of ours at every start instead.
+    import compileall
+
+    compileall.compile_dir(str(ROOT / "callrec_desktop"), quiet=2)
 
     rows = []
     for platform in args.platforms.split(","):

@@ -340,35 +340,32 @@ def _stop_all(things: list) -> None:
 
 
 def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
+    """The handler's window. It is shown first, with nothing of the recording engine loaded
+    (numpy, PyAV, PortAudio, the keyring and boto3 take three times as long to import as Qt
+    itself); a worker then opens the store, builds the desk and hands it to the window, and a
+    second job recovers the spool and starts capture, uploads and the integrations."""
     from PySide6.QtCore import QSettings, QTimer
 
-    from callrec_desktop.compose import StoreSetupError, build_desk, device_source_factory, open_configured_store
-    from callrec_desktop.credentials import CredentialStore
+    from callrec_desktop.compose import StoreSetupError
     from callrec_desktop.ui.adapter import DeskAdapter
     from callrec_desktop.ui.main_window import MainWindow
-    from callrec_desktop.ui.settings_dialog import SettingsServices
+    from callrec_desktop.ui.settings_services import SettingsServices
 
-    try:
-        # A configured folder that is missing (an unmounted share) is not fatal here: recording
-        # goes on into the spool and the window shows "central storage unreachable".
-        store = open_configured_store(config, require_folder=False)
-    except StoreSetupError as exc:
-        log.error("the central store cannot be used: %s", exc)
-        _fatal("the central store cannot be used", str(exc), reporter.headless)
-        return EXIT_BAD_INPUT
-    desk = build_desk(config, store=store, source_factory=device_source_factory(config))
-    adapter = DeskAdapter(desk)
-    desk.add_listener(adapter.emit_status)
+    # A store URL that cannot work was refused with the settings (``_load_config``), before
+    # any window; what needs the keyring or the network is found out on the worker below.
+    adapter = DeskAdapter()
     reporter.adapter = adapter
     adapter.error_reported.connect(reporter.report)
-    from callrec_desktop.triggers.focus import focus_support
-
     control_token = _control_token(config)
-    services = SettingsServices(credentials=CredentialStore(), token_provider=_token_provider(control_token),
-                                focus_support=focus_support)
+    services = SettingsServices(credentials=_LazyCredentialStore(), token_provider=_token_provider(control_token),
+                                focus_support=_focus_support)
     holder: dict = {}
+    rc_override: list[int] = []
 
     def demo() -> None:
+        if holder.get("desk") is None:
+            holder["window"].show_message("The demo can start once the recorder has started.")
+            return
         running = holder.get("demo")
         if running is not None and running.window.isVisible():
             running.window.raise_()
@@ -377,12 +374,12 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
         if running is not None:
             running.shutdown()
         try:
-            holder["demo"] = run_demo(holder["window"], desk, config)
+            holder["demo"] = run_demo(holder["window"], holder["desk"], config)
         except Exception as exc:  # DemoUnavailable, or a broken installation (no demo files)
             log.warning("demo: %s", exc)
             holder["window"].show_message(f"The demo cannot run: {exc}")
 
-    window = MainWindow(desk, adapter, config, notice_text=_read_notice(), services=services,
+    window = MainWindow(None, adapter, config, notice_text=_read_notice(), services=services,
                         qsettings=QSettings(), on_demo=demo)
     holder["window"] = window
     app.setQuitOnLastWindowClosed(False)  # the compact window may be the only one shown
@@ -391,9 +388,35 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
 
     integrations: list = []
 
+    def build():  # worker thread: keyring, boto3, numpy, PyAV, PortAudio load here
+        from callrec_desktop.compose import build_desk, device_source_factory, open_configured_store
+
+        # A configured folder that is missing (an unmounted share) is not fatal: recording goes
+        # on into the spool and the window shows "central storage unreachable".
+        store = open_configured_store(config, require_folder=False)
+        return build_desk(config, store=store, source_factory=device_source_factory(config))
+
     def start() -> list:  # worker thread: spool recovery, uploader, capture, integrations
-        desk.start()
-        return _start_integrations(config, desk, control_token)
+        holder["desk"].start()
+        return _start_integrations(config, holder["desk"], control_token)
+
+    def built(result) -> None:
+        if not result.ok:
+            if isinstance(result.error, StoreSetupError):
+                log.error("the central store cannot be used: %s", result.error)
+                _fatal("the central store cannot be used", str(result.error), reporter.headless)
+                rc_override.append(EXIT_BAD_INPUT)
+            else:
+                log.error("start-up failed: %s", result.error, exc_info=result.error)
+                _fatal("the recorder could not start", str(result.error), reporter.headless)
+                rc_override.append(EXIT_FAULT)
+            app.quit()
+            return
+        desk = holder["desk"] = result.value
+        adapter.attach(desk)
+        window.attach_desk(desk)
+        holder["started"] = True
+        adapter.run_task(start, started, name="desk-start")
 
     def started(result) -> None:
         if result.ok:
@@ -402,21 +425,47 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
             log.error("start-up failed: %s", result.error, exc_info=result.error)
             reporter.report(f"start-up failed: {result.error}")
 
-    adapter.run_task(start, started, name="desk-start")
     signal_timer = _quit_on_signals(app)  # noqa: F841 - kept alive for the event loop
     log.info("ready")
     QTimer.singleShot(0, _log_window_shown)
+    # On the loop's first turn, once the window is up: a worker importing the engine meanwhile
+    # would hold the GIL while the window is being built and painted.
+    QTimer.singleShot(0, lambda: adapter.run_task(build, built, name="desk-build"))
     rc = app.exec()
     log.info("closing: stopping capture and uploads")
     if holder.get("demo") is not None:
         holder["demo"].shutdown()
     _stop_all(integrations)
     adapter.shutdown()
-    if desk.shutdown():
-        log.info("closed: everything recorded has been uploaded")
-    else:
-        log.warning("closed: recordings are still waiting in the spool; they upload at the next start")
-    return rc
+    if holder.get("started"):
+        if holder["desk"].shutdown():
+            log.info("closed: everything recorded has been uploaded")
+        else:
+            log.warning("closed: recordings are still waiting in the spool; they upload at the next start")
+    return rc_override[0] if rc_override else rc
+
+
+class _LazyCredentialStore:
+    """The settings dialog's ``CredentialStore``, created on first use (on a worker): the
+    keyring package is not imported while the window is being shown."""
+
+    def __init__(self) -> None:
+        self._store = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str):
+        with self._lock:
+            if self._store is None:
+                from callrec_desktop.credentials import CredentialStore
+
+                self._store = CredentialStore()
+        return getattr(self._store, name)
+
+
+def _focus_support() -> str | None:
+    from callrec_desktop.triggers.focus import focus_support
+
+    return focus_support()
 
 
 def _run_library(app, config: Config, args, reporter: ErrorReporter) -> int:

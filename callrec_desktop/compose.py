@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from callrec_desktop import __version__
-from callrec_desktop.audio.encoders import CodecSettings
-from callrec_desktop.audio.sources import AudioBlock, AudioSource, DeviceSource
 from callrec_desktop.config import Config
-from callrec_desktop.recorder import Identity, RecordingSettings
-from callrec_desktop.storage.base import Store
-from callrec_desktop.uploader import UploadSettings
+
+# The engine's modules (numpy, PyAV, PortAudio, tenacity) are imported inside the functions
+# that build it: the window imports this module before it is shown, and builds the desk on a
+# worker thread afterwards (see app.py).
+if TYPE_CHECKING:
+    from callrec_desktop.audio.sources import AudioBlock, AudioSource
+    from callrec_desktop.desk import Desk
+    from callrec_desktop.recorder import Identity, RecordingSettings
+    from callrec_desktop.storage.base import Store
+    from callrec_desktop.uploader import UploadSettings
 
 
 class StoreSetupError(ValueError):
@@ -64,6 +70,9 @@ def open_configured_store(config: Config, url: str | None = None, endpoint_url: 
 def recording_settings(config: Config, codec: str | None = None, chunk_seconds: float | None = None,
                        channels: int | None = None) -> RecordingSettings:
     """Encoder, chunk and look-behind settings; ``ValueError`` for a chunk length out of range."""
+    from callrec_desktop.audio.encoders import CodecSettings
+    from callrec_desktop.recorder import RecordingSettings
+
     r = config.recorder
     if chunk_seconds is not None and not (1 <= chunk_seconds <= 300):
         raise ValueError(f"--chunk-seconds: must be between 1 and 300, got {chunk_seconds}")
@@ -79,11 +88,15 @@ def recording_settings(config: Config, codec: str | None = None, chunk_seconds: 
 
 
 def upload_settings(config: Config) -> UploadSettings:
+    from callrec_desktop.uploader import UploadSettings
+
     u = config.upload
     return UploadSettings(u.initial_backoff_seconds, u.max_backoff_seconds, u.max_attempts_per_pass)
 
 
 def identity(config: Config) -> Identity:
+    from callrec_desktop.recorder import Identity
+
     return Identity(config.identity.agent_id, config.identity.workstation, __version__)
 
 
@@ -101,6 +114,8 @@ def device_source_factory(config: Config) -> Callable[[], AudioSource]:
     a = config.audio
 
     def make() -> AudioSource:
+        from callrec_desktop.audio.sources import DeviceSource
+
         return DeviceSource(a.agent_device, a.caller_device or None, a.channels,
                             config.recorder.sample_rate, block_frames(config))
 
@@ -109,7 +124,7 @@ def device_source_factory(config: Config) -> Callable[[], AudioSource]:
 
 def build_desk(config: Config, *, store: Store, source_factory: Callable[[], AudioSource],
                spool_dir: Path | None = None, channels: int | None = None,
-               block_observers: list[Callable[[AudioBlock], None]] | None = None):
+               block_observers: list[Callable[[AudioBlock], None]] | None = None) -> Desk:
     """Spool, Uploader (reporting to the desk) and Desk. Nothing is started: call ``desk.start()``
     (it recovers the spool, which is I/O: not on a GUI thread)."""
     from callrec_desktop.desk import Desk

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import urllib.parse
-from typing import NamedTuple
+from types import ModuleType
+from typing import TYPE_CHECKING, NamedTuple
 
-import keyring
-import keyring.backend
-import keyring.errors
+if TYPE_CHECKING:
+    import keyring.backend
 
 SERVICE = "callrec-desktop"
 log = logging.getLogger(__name__)
@@ -26,6 +26,15 @@ _FIX = (
     "Keyring or KWallet) in the desktop session. Alternatively, IT can give credentials through "
     "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or an AWS profile."
 )
+
+
+def keyring_module() -> ModuleType:
+    """The keyring package, imported on first use: finding the OS backend takes tens of
+    milliseconds the window's start-up should not pay."""
+    import keyring
+    import keyring.errors
+
+    return keyring
 
 
 class CredentialsError(Exception):
@@ -82,7 +91,7 @@ class CredentialStore:
         return f"CredentialStore(service={SERVICE!r}, backend={type(self._kr()).__name__})"
 
     def _kr(self) -> keyring.backend.KeyringBackend:
-        return self._backend if self._backend is not None else keyring.get_keyring()
+        return self._backend if self._backend is not None else keyring_module().get_keyring()
 
     def set(self, profile: str, access_key: str, secret: str) -> None:
         """Store (or replace) the key pair for ``profile``."""
@@ -91,7 +100,7 @@ class CredentialStore:
         doc = json.dumps({"access_key_id": access_key, "secret_access_key": secret})
         try:
             self._kr().set_password(SERVICE, profile, doc)
-        except keyring.errors.KeyringError as exc:
+        except keyring_module().errors.KeyringError as exc:
             raise self._error("store", profile, exc, (access_key, secret)) from None
         log.info("stored S3 credentials for %s in the OS keyring", profile)
 
@@ -99,7 +108,7 @@ class CredentialStore:
         """The key pair for ``profile``, or None if there is no entry."""
         try:
             doc = self._kr().get_password(SERVICE, profile)
-        except keyring.errors.KeyringError as exc:
+        except keyring_module().errors.KeyringError as exc:
             raise self._error("read", profile, exc, ()) from None
         if doc is None:
             return None
@@ -121,9 +130,9 @@ class CredentialStore:
             if self._kr().get_password(SERVICE, profile) is None:
                 return
             self._kr().delete_password(SERVICE, profile)
-        except keyring.errors.PasswordDeleteError:
+        except keyring_module().errors.PasswordDeleteError:
             return  # gone in between
-        except keyring.errors.KeyringError as exc:
+        except keyring_module().errors.KeyringError as exc:
             raise self._error("remove", profile, exc, ()) from None
         log.info("removed S3 credentials for %s from the OS keyring", profile)
 
@@ -143,17 +152,18 @@ class CredentialStore:
             raise
 
     def _error(self, doing: str, profile: str, exc: Exception, secrets_: tuple[str, ...]) -> CredentialsError:
+        errors = keyring_module().errors
         detail = str(exc)
         for s in secrets_:
             if s:
                 detail = detail.replace(s, "<hidden>")
-        if isinstance(exc, keyring.errors.NoKeyringError):
+        if isinstance(exc, errors.NoKeyringError):
             what = "the OS keyring is unavailable (no keyring backend is installed or running)"
-        elif isinstance(exc, keyring.errors.KeyringLocked):
+        elif isinstance(exc, errors.KeyringLocked):
             what = "the OS keyring is unavailable: it is locked (unlock it and try again)"
         else:
             what = "the OS keyring is unavailable or refused the request"
         return CredentialsError(
             f"could not {doing} S3 credentials {SERVICE}/{profile}: {what} "
             f"[{type(exc).__name__}: {detail}]. {_FIX}",
-            no_keyring=isinstance(exc, keyring.errors.NoKeyringError))
+            no_keyring=isinstance(exc, errors.NoKeyringError))

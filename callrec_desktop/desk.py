@@ -24,71 +24,13 @@ from callrec_desktop.config import Lines, UnknownLineError
 from callrec_desktop.core.timeline import CallState, EventSource, IllegalTransitionError, PaymentInProgressError
 from callrec_desktop.recorder import Identity, Recorder, RecorderEvent, RecordingSettings
 from callrec_desktop.spool import Spool
-from callrec_desktop.uploader import Uploader, UploadStatus
+from callrec_desktop.status import (  # noqa: F401 - re-exported: the desk's own vocabulary
+    DeskError, DeskStatus, Fault, NotAllowed, NotCapturing, PaymentInProgress, UnknownDepartment, UnknownLine,
+    UploadStatus,
+)
+from callrec_desktop.uploader import Uploader
 
 log = logging.getLogger(__name__)
-
-
-class DeskError(Exception):
-    """An operation the desk refuses; nothing changed. The message is fit for the agent."""
-
-
-class UnknownLine(DeskError):
-    pass
-
-
-class UnknownDepartment(DeskError):
-    pass
-
-
-class NotAllowed(DeskError):
-    """Not allowed in the current state (e.g. payment finished with no payment)."""
-
-
-class PaymentInProgress(NotAllowed):
-    pass
-
-
-class NotCapturing(DeskError):
-    """No audio device is capturing, so a call cannot be recorded."""
-
-
-class Fault(Enum):
-    """Conditions the window shows as banners until they are resolved."""
-
-    NO_DEVICE = "no_device"
-    DEVICE_LOST = "device_lost"
-    DISK_FULL = "disk_full"
-    STORAGE_UNREACHABLE = "storage_unreachable"
-    RECORDING_FAILED = "recording_failed"
-
-
-@dataclass(frozen=True)
-class DeskStatus:
-    """A snapshot; cheap to take on the GUI thread (no I/O)."""
-
-    state: CallState = CallState.IDLE  # IDLE: not in a call
-    call_id: str | None = None
-    line_number: str | None = None
-    department: str | None = None
-    caller: str | None = None
-    call_started: float | None = None  # time.monotonic() at call start (for the call timer)
-    payment_started: float | None = None  # time.monotonic() at payment start
-    payment_source: str | None = None
-    last_end_reason: str | None = None  # of the last call that ended, while idle after it
-    transferred_to: str | None = None
-    capturing: bool = False
-    faults: dict[Fault, str] = field(default_factory=dict)
-    upload: UploadStatus = UploadStatus()
-    notice: str | None = None  # a one-off message for the agent (e.g. "card tones detected")
-
-    @property
-    def recording(self) -> bool:
-        return self.state is CallState.RECORDING and self.capturing
-
-    @property
-    def payment_in_progress(self) -> bool:
-        return self.payment_started is not None
 
 
 DeskListener = Callable[[DeskStatus], None]

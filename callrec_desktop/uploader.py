@@ -29,30 +29,11 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from callrec_desktop.core.manifest import Manifest, ManifestError
 from callrec_desktop.durable import fsync_dir, sha256_file, write_atomic
 from callrec_desktop.spool import UPLOADED, Spool
+from callrec_desktop.status import UploadStatus
 from callrec_desktop.storage.base import PermanentStoreError, Store, StoreError, TransientStoreError
 from callrec_desktop.storage.layout import chunk_content_type, chunk_key, manifest_key
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class UploadStatus:
-    """A snapshot for the UI and ``callrec status``; built on the uploader thread."""
-
-    backlog_chunks: int = 0
-    backlog_bytes: int = 0
-    backlog_calls: int = 0
-    oldest_age_seconds: float | None = None
-    last_success: datetime | None = None
-    last_error: str | None = None
-    last_error_at: datetime | None = None
-    last_error_permanent: bool = False
-    objects_uploaded: int = 0
-    bytes_uploaded: int = 0
-
-    @property
-    def healthy(self) -> bool:
-        return self.last_error is None
 
 
 @dataclass(frozen=True)

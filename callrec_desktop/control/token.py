@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import keyring
-import keyring.backend
-import keyring.errors
+from callrec_desktop.credentials import SERVICE, keyring_module
 
-from callrec_desktop.credentials import SERVICE
+if TYPE_CHECKING:
+    import keyring.backend
 
 ENTRY = "control-api-token"
 NOT_STORED_MESSAGE = "token not stored: the OS keyring is unavailable"
@@ -53,15 +52,16 @@ def new_token() -> str:
 
 
 def _kr(backend: keyring.backend.KeyringBackend | None) -> keyring.backend.KeyringBackend:
-    return backend if backend is not None else keyring.get_keyring()
+    return backend if backend is not None else keyring_module().get_keyring()
 
 
 def _why(exc: BaseException) -> str:
     """A short reason for a keyring failure. Never the exception text: a backend might put
     what it was asked to store into it."""
-    if isinstance(exc, keyring.errors.NoKeyringError):
+    errors = keyring_module().errors
+    if isinstance(exc, errors.NoKeyringError):
         return "no keyring backend is installed or running"
-    if isinstance(exc, keyring.errors.KeyringLocked):
+    if isinstance(exc, errors.KeyringLocked):
         return "the keyring is locked"
     return f"the keyring refused the request ({type(exc).__name__})"
 

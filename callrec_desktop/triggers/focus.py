@@ -29,9 +29,13 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from callrec_desktop.core.timeline import CallState, EventSource
-from callrec_desktop.desk import Desk, DeskError
+from callrec_desktop.status import DeskError
+
+if TYPE_CHECKING:  # the desk (and the audio stack) load after the window is shown
+    from callrec_desktop.desk import Desk
 
 log = logging.getLogger(__name__)
 

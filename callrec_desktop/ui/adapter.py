@@ -114,6 +114,12 @@ class DeskAdapter(QObject):
         self._task_done.connect(self._on_task_done, Qt.ConnectionType.QueuedConnection)
         self._error_posted.connect(self.error_reported, Qt.ConnectionType.QueuedConnection)
 
+    def attach(self, desk) -> None:
+        """The desk, once built (GUI thread): from now on every delivery re-reads its newest
+        status. Adds ``emit_status`` as the desk's listener."""
+        self._desk = desk
+        desk.add_listener(self.emit_status)
+
     # ---- any thread ---------------------------------------------------------------------------
     def emit_status(self, status) -> None:
         """The desk's listener. Runs on whichever thread changed the desk; returns at once."""

@@ -13,6 +13,7 @@ import logging
 import queue
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -36,10 +37,10 @@ from PySide6.QtWidgets import (
 
 from callrec_desktop.config import Config, Line, Lines
 from callrec_desktop.core.timeline import CallState
-from callrec_desktop.desk import Desk, DeskError, DeskStatus, Fault
+from callrec_desktop.status import DeskError, DeskStatus, Fault, UploadStatus
 from callrec_desktop.ui.adapter import DeskAdapter, TaskResult, emit_signal
 from callrec_desktop.ui.help import HelpDialog
-from callrec_desktop.ui.settings_dialog import SettingsDialog, SettingsServices, restart_message
+from callrec_desktop.ui.settings_services import SettingsServices
 from callrec_desktop.ui.tray import TrayIcon
 from callrec_desktop.ui.user_settings import load_snapshot, restore_geometry, save_geometry
 from callrec_desktop.ui.widgets import (
@@ -56,7 +57,10 @@ from callrec_desktop.ui.widgets import (
     paint_icon,
     state_icon,
 )
-from callrec_desktop.uploader import UploadStatus
+
+if TYPE_CHECKING:  # the engine loads on a worker after the window is shown
+    from callrec_desktop.desk import Desk
+    from callrec_desktop.ui.settings_dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +300,9 @@ class ActionButton(QPushButton):
 # ---- the main window ------------------------------------------------------------------------------------
 
 class MainWindow(QMainWindow):
-    """The call handler's window. Build it on the GUI thread with a started (or starting) desk.
+    """The call handler's window. Build it on the GUI thread, with the desk or (at start-up,
+    so the window is on screen before the recording engine has loaded) with ``None`` and then
+    ``attach_desk()``; until then it says it is starting and every operation is refused.
 
     ``closed`` is emitted once the window accepted a close (the app quits on it).
     """
@@ -305,7 +311,7 @@ class MainWindow(QMainWindow):
 
     def __init__(
         self,
-        desk: Desk,
+        desk: Desk | None,
         adapter: DeskAdapter,
         config: Config,
         *,
@@ -363,6 +369,11 @@ class MainWindow(QMainWindow):
         if qsettings is not None:
             restore_geometry(qsettings, GEOMETRY_KEY, self)
             restore_geometry(qsettings, COMPACT_GEOMETRY_KEY, self.compact)
+        self.render(desk.status() if desk is not None else DeskStatus())
+
+    def attach_desk(self, desk: Desk) -> None:
+        """The desk, once built (GUI thread). The adapter must already report its statuses."""
+        self.desk = desk
         self.render(desk.status())
 
     # ---- construction ------------------------------------------------------------------------
@@ -650,6 +661,8 @@ class MainWindow(QMainWindow):
     def _on_tick_timeout(self) -> None:
         now = time.monotonic()
         try:
+            if self.desk is None:
+                raise queue.Empty
             agent, caller = self.desk.levels.get_nowait()
             self._last_levels_at = now
         except queue.Empty:
@@ -672,6 +685,9 @@ class MainWindow(QMainWindow):
     # ---- operations ---------------------------------------------------------------------------
     def _run(self, what: str, op: Callable[[], object]) -> bool:
         """Call a desk operation (it only stamps an event: safe on the GUI thread)."""
+        if self.desk is None:
+            self.error_bar.show_message(f"Could not {what}: the recorder is still starting. Try again in a moment.")
+            return False
         try:
             op()
         except DeskError as exc:
@@ -685,7 +701,7 @@ class MainWindow(QMainWindow):
     def start_call(self) -> None:
         if not self.start_call_action.isEnabled():
             return
-        choice = self._choose_line(self, self.desk.lines)
+        choice = self._choose_line(self, self.config.lines)
         if choice is None:
             return
         line, caller = choice
@@ -694,20 +710,20 @@ class MainWindow(QMainWindow):
     def take_payment(self) -> None:
         # No guard on the (possibly a moment stale) button state: the desk decides, and a pause
         # must never be dropped because the window had not caught up yet.
-        self._run("pause for payment", self.desk.take_payment)
+        self._run("pause for payment", lambda: self.desk.take_payment())
 
     def payment_finished(self) -> None:
         if self.payment_finished_action.isEnabled():
-            self._run("resume after the payment", self.desk.payment_finished)
+            self._run("resume after the payment", lambda: self.desk.payment_finished())
 
     def resume(self) -> None:
         if self.resume_action.isEnabled():
-            self._run("resume recording", self.desk.resume)
+            self._run("resume recording", lambda: self.desk.resume())
 
     def transfer(self) -> None:
         if not self.transfer_action.isEnabled():
             return
-        department = self._choose_department(self, self.desk.lines.transfer_departments)
+        department = self._choose_department(self, self.config.lines.transfer_departments)
         if not department:
             return
         if not self._confirm(self, "Transfer call",
@@ -721,10 +737,12 @@ class MainWindow(QMainWindow):
             return
         if not self._confirm(self, "End call", "End the call?\n\nRecording stops now.", "End call"):
             return
-        self._run("end the call", self.desk.end_call)
+        self._run("end the call", lambda: self.desk.end_call())
 
     def retry_capture(self) -> None:
         """Look for the device again (opening it is I/O: on a worker)."""
+        if self.desk is None:
+            return  # the desk's own start opens the device
         for fault in (Fault.NO_DEVICE, Fault.DEVICE_LOST):
             self.fault_banners[fault].retry_button.setEnabled(False)  # type: ignore[attr-defined]
         self.adapter.run_task(self.desk.start_capture, self._on_retry_done, name="start-capture")
@@ -804,12 +822,16 @@ class MainWindow(QMainWindow):
             return
         if self._closing:
             return
+        from callrec_desktop.ui.settings_dialog import SettingsDialog  # loaded when first opened
+
         dialog = SettingsDialog(result.value, self.config, self.adapter, self._services, self)
         dialog.saved.connect(self._on_settings_dialog_saved)
         self.settings_dialog = dialog
         dialog.open()
 
     def _on_settings_dialog_saved(self, saved) -> None:
+        from callrec_desktop.ui.settings_dialog import restart_message
+
         self.show_message(restart_message(saved))
 
     # ---- closing ---------------------------------------------------------------------------------
@@ -817,7 +839,7 @@ class MainWindow(QMainWindow):
         if self._closing:
             event.accept()
             return
-        st = self.desk.status()
+        st = self.desk.status() if self.desk is not None else self.status
         if st.state in (CallState.RECORDING, CallState.PAUSED) and not self._confirm(
                 self, "Close callrec-desktop",
                 "A call is in progress.\n\nClosing stops the recording now.", "Close and stop recording"):

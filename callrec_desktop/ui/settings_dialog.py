@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
@@ -42,7 +41,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from callrec_desktop.audio.sources import AudioSource, DeviceSource, list_input_devices
 from callrec_desktop.config import Config
 from callrec_desktop.ui.adapter import TaskResult, emit_signal
 from callrec_desktop.ui.user_settings import (
@@ -54,26 +52,23 @@ from callrec_desktop.ui.user_settings import (
     save_settings,
     validate_values,
 )
+from callrec_desktop.ui.settings_services import SettingsServices  # noqa: F401 - the dialog's own input
 from callrec_desktop.ui.widgets import LevelMeter
+
+if TYPE_CHECKING:  # the audio stack loads when a device is listed or tested, never at start-up
+    from callrec_desktop.audio.sources import AudioSource
 
 DEVICE_TEST_SECONDS = 4.0
 SECRET_STORED = "stored in the keyring"
 
 
-@dataclass
-class SettingsServices:
-    """What the dialog needs from outside, built by the composition root (tests pass their own)."""
-
-    credentials: Any  # credentials.CredentialStore
-    token_provider: Callable[[], str] | None = None
-    list_devices: Callable[[], list[dict]] = list_input_devices
-    # (device name, sample rate, block frames) -> a mono source, not started. Default: DeviceSource.
-    test_source_factory: Callable[[str, int, int], AudioSource] | None = None
-    # Why the window-title trigger cannot work on this PC (None: it can). From triggers.focus.
-    focus_support: Callable[[], str | None] | None = None
-
-
 # ---- jobs for worker threads (Qt-free) ------------------------------------------------------------
+
+def _device_test_source(name: str, sample_rate: int, block_frames: int) -> AudioSource:
+    from callrec_desktop.audio.sources import DeviceSource
+
+    return DeviceSource(name, None, 1, sample_rate, block_frames)
+
 
 @dataclass(frozen=True)
 class ConnectionTest:
@@ -110,6 +105,8 @@ def run_level_test(make_source: Callable[[], AudioSource], levels: queue.Queue, 
                    seconds: float) -> float:
     """Capture for ``seconds`` (or until ``stop``), putting each block's dBFS into ``levels``
     (size 1, stale values dropped). Returns the loudest level heard. Worker thread."""
+    import numpy as np
+
     source = make_source()
     peak = -120.0
     source.start()
@@ -498,8 +495,7 @@ class SettingsDialog(QDialog):
         device = self.agent_device.currentData() or "default"
         rate = self._config.recorder.sample_rate
         block = round(self._config.recorder.block_ms * rate / 1000)
-        factory = self._services.test_source_factory or (
-            lambda name, sample_rate, block_frames: DeviceSource(name, None, 1, sample_rate, block_frames))
+        factory = self._services.test_source_factory or _device_test_source
         self._stop_test.clear()
         levels, stop = self._levels, self._stop_test
         self._device_job = self._adapter.run_task(

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from callrec_desktop.core.timeline import CallState
-from callrec_desktop.desk import DeskStatus, Fault
+from callrec_desktop.status import DeskStatus, Fault
 from callrec_desktop.ui.adapter import emit_signal
 
 # ---- what the state means ---------------------------------------------------------------------

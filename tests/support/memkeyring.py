@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
+from keyring.errors import KeyringLocked, PasswordDeleteError
 
 ENV_FILE = "CALLREC_TEST_KEYRING_FILE"
 
@@ -103,3 +103,20 @@ class FileBackedTestKeyring(KeyringBackend):
 
     def __repr__(self) -> str:
         return f"FileBackedTestKeyring({str(self.path)!r})"
+
+
+class LockedTestKeyring(KeyringBackend):
+    """TEST-ONLY, for subprocesses: a keyring that is there but locked (every call raises
+    ``KeyringLocked``), as a Secret Service is before the desktop session unlocks it."""
+
+    priority = 0.1
+    viable = False
+
+    def get_password(self, service: str, username: str) -> str | None:
+        raise KeyringLocked("the test keyring is locked")
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise KeyringLocked("the test keyring is locked")
+
+    def delete_password(self, service: str, username: str) -> None:
+        raise KeyringLocked("the test keyring is locked")
