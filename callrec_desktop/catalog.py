@@ -10,10 +10,13 @@ Sync
     (that day - 1) to ``today``, and fetches a manifest only when it is new to the catalogue
     or its catalogued status is still ``recording`` (a provisional manifest being replaced
     by the final one). Calls still ``recording`` in older partitions are re-read by key
-    (a get, no listing). The first sync of a store, and ``full=True``, list ``manifests/``
-    entirely (``full`` first drops that store's rows). Not seen by an incremental sync, until
-    the next full one: a manifest uploaded more than a day late into an old partition (a
-    workstation offline for days), and changes to already complete manifests (legal hold).
+    (a get, no listing). Manifests uploaded days late into an older partition (a
+    workstation off or offline for days) are found through the arrival markers the uploader
+    leaves in ``arrivals/YYYY/MM/DD/`` of the upload day, listed for the same days. The first
+    sync of a store, and ``full=True``, list ``manifests/`` entirely (``full`` first drops
+    that store's rows). Not seen by an incremental sync, until the next full one: changes to
+    already complete manifests (legal hold), and late manifests uploaded by a version
+    without arrival markers.
     A corrupt or unreadable manifest is skipped and reported in ``SyncReport.problems``.
     Every sync also lists ``notes/`` (notes are few) and indexes notes not yet indexed.
 
@@ -291,11 +294,36 @@ class Catalog:
                 for batch in _batches(iter(pending), BATCH):
                     self._store_fetched(pool, store, [(layout.manifest_key(c), c, True) for c in batch],
                                         desc, problems, counts, missing_ok=True)
+                seen.update(pending)
+                late = self._late_arrivals(db, store, first, today, seen, problems)
+                for batch in _batches(iter(late), BATCH):
+                    self._store_fetched(pool, store, batch, desc, problems, counts, missing_ok=True)
         notes = self._sync_all_notes(store)
         with self._tx() as tx:
             tx.execute("INSERT OR REPLACE INTO sync_state (store, last_day) VALUES (?, ?)", (desc, today.isoformat()))
         return SyncReport(counts["added"], counts["updated"], counts["unchanged"], tuple(problems),
                           len(partitions), notes)
+
+    def _late_arrivals(self, db: sqlite3.Connection, store: Store, first: date, today: date, seen: set[str],
+                       problems: list) -> list[tuple[str, str, bool]]:
+        """(manifest key, call_id, exists) for manifests that arrived from ``first`` through
+        ``today`` into partitions this sync did not list (see ``layout.arrival_key``)."""
+        ids: list[str] = []
+        for i in range((today - first).days + 1):
+            for key in store.list(layout.arrivals_prefix(first + timedelta(days=i))):
+                try:
+                    call_id = layout.call_id_from_arrival_key(key)
+                except (layout.InvalidKeyError, InvalidIdError) as exc:
+                    problems.append(ManifestProblem(key, str(exc)))
+                    continue
+                if call_id not in seen:
+                    seen.add(call_id)
+                    ids.append(call_id)
+        known: set[str] = set()
+        for batch in _batches(iter(ids), BATCH):
+            q = ",".join("?" for _ in batch)
+            known.update(r["call_id"] for r in db.execute(f"SELECT call_id FROM calls WHERE call_id IN ({q})", batch))
+        return [(layout.manifest_key(c), c, c in known) for c in ids]
 
     def _wanted(self, db: sqlite3.Connection, batch: list[str], desc: str, problems: list, counts: dict,
                 seen: set[str], *, skip_lookup: bool) -> list[tuple[str, str, bool]]:

@@ -31,7 +31,8 @@ from callrec_desktop.durable import fsync_dir, sha256_file, write_atomic
 from callrec_desktop.spool import UPLOADED, Spool
 from callrec_desktop.status import UploadStatus
 from callrec_desktop.storage.base import PermanentStoreError, Store, StoreError, TransientStoreError
-from callrec_desktop.storage.layout import chunk_content_type, chunk_key, manifest_key
+from callrec_desktop.core.ids import call_date
+from callrec_desktop.storage.layout import arrival_key, chunk_content_type, chunk_key, manifest_key
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ class Uploader:
         on_status: Callable[[UploadStatus], None] | None = None,
         on_uploaded: Callable[[str, str], None] | None = None,
         status_file: Path | None = None,
+        utc_now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self._spool = spool
+        self._utc_now = utc_now  # for the arrival markers' day (tests move it)
         self._store = store
         self._settings = settings
         self._on_status = on_status
@@ -196,6 +199,7 @@ class Uploader:
             self._put(call_id, manifest_key(call_id), raw, sha, "application/json", {
                 "call-id": call_id, "line": manifest.line_number, "status": manifest.status, "kind": "manifest",
             })
+            self._mark_late_arrival(call_id, manifest)
             write_atomic(marker, sha.encode())
         if manifest.status == "complete" and not any(c.sealed for c in self._spool.chunks(call_id)):
             if not self._spool.is_locked(call_id):
@@ -206,6 +210,18 @@ class Uploader:
                         self._spool.quarantine(c.path, call_id, "unsealed chunk left beside a complete manifest")
                 shutil.rmtree(path)
                 fsync_dir(path.parent)
+
+    def _mark_late_arrival(self, call_id: str, manifest: Manifest) -> None:
+        """A manifest put on a later UTC day than its call started is in a date partition an
+        incremental catalogue sync no longer lists: say so in today's arrivals partition
+        (after the manifest, so a marker never names a manifest the store lacks)."""
+        today = self._utc_now().date()
+        if today <= call_date(call_id):
+            return
+        body = json.dumps({"call_id": call_id, "manifest": manifest_key(call_id), "status": manifest.status,
+                           "uploaded_on": today.isoformat()}, sort_keys=True).encode()
+        self._put(call_id, arrival_key(call_id, today), body, hashlib.sha256(body).hexdigest(), "application/json",
+                  {"call-id": call_id, "kind": "arrival"})
 
     def _put(self, call_id: str, key: str, source, sha: str, content_type: str, metadata: dict[str, str]) -> None:
         s = self._settings

@@ -6,9 +6,13 @@ caller, no department) ever becomes part of a key, so no metadata can steer a wr
 
     manifests/YYYY/MM/DD/<call_id>.json        one per call, rewritten as the call goes on
     audio/YYYY/MM/DD/<call_id>/<NNNNNN>.<ext>  sealed chunks, write-once
+    arrivals/YYYY/MM/DD/<call_id>.json         a manifest uploaded on a later UTC day than the
+                                               call started (YYYY/MM/DD is the upload day)
 
 Manifests live under their own prefix so that listing a day's calls never lists audio.
-The date partition is the call's UTC start date, read from the call id.
+The date partition is the call's UTC start date, read from the call id; an incremental
+catalogue sync lists only recent partitions, so a manifest that arrives days late (a PC that
+was off or offline) also leaves an arrival marker in the partition of the day it arrived.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from callrec_desktop.core.ids import InvalidIdError, call_date, validate_call_id
 
 MANIFESTS_ROOT = "manifests/"
 AUDIO_ROOT = "audio/"
+ARRIVALS_ROOT = "arrivals/"
 MANIFEST_CONTENT_TYPE = "application/json"
 CHUNK_NAME_RE = re.compile(r"^\d{6}\.(opus|flac)$")
 _CHUNK_CONTENT_TYPES = {"opus": "audio/ogg", "flac": "audio/flac"}
 _MANIFEST_KEY_RE = re.compile(r"^manifests/(\d{4})/(\d{2})/(\d{2})/([^/]+)\.json$")
+_ARRIVAL_KEY_RE = re.compile(r"^arrivals/(\d{4})/(\d{2})/(\d{2})/([^/]+)\.json$")
 
 
 class InvalidKeyError(ValueError):
@@ -86,6 +92,30 @@ def call_id_from_manifest_key(key: str) -> str:
     if key != manifest_key(call_id):
         raise InvalidKeyError(f"manifest key {key!r}: date folder does not match the call id")
     return call_id
+
+
+def arrival_key(call_id: str, day: date) -> str:
+    """``arrivals/YYYY/MM/DD/<call_id>.json``: ``call_id``'s manifest was uploaded on ``day``."""
+    return f"{arrivals_prefix(day)}{validate_call_id(call_id)}.json"
+
+
+def arrivals_prefix(day: date) -> str:
+    """``arrivals/YYYY/MM/DD/`` for one UTC upload day."""
+    if not isinstance(day, date):
+        raise TypeError(f"arrivals_prefix needs a date, got {type(day).__name__}")
+    return f"{ARRIVALS_ROOT}{_day_path(day)}/"
+
+
+def call_id_from_arrival_key(key: str) -> str:
+    """The call id an arrival marker names; raises ``InvalidKeyError`` for anything else."""
+    m = _ARRIVAL_KEY_RE.fullmatch(key) if isinstance(key, str) else None
+    if not m:
+        raise InvalidKeyError(f"not an arrival key: {key!r}")
+    try:
+        datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        return validate_call_id(m.group(4))
+    except (InvalidIdError, ValueError) as exc:
+        raise InvalidKeyError(f"not an arrival key: {key!r} ({exc})") from None
 
 
 def chunk_content_type(name: str) -> str:

@@ -73,9 +73,11 @@ def decoded(p: Pipeline, manifest) -> np.ndarray:
     return decode_call(p.store, manifest)
 
 
-def record_calls(spool_dir: Path, store, when, calls: list[dict], agent: str = "agent007") -> list:
+def record_calls(spool_dir: Path, store, when, calls: list[dict], agent: str = "agent007",
+                 uploaded_at=None) -> list:
     """Record ``calls`` one after another through the real pipeline, starting at ``when``, and
-    upload them; returns the stored manifests.
+    upload them at ``uploaded_at`` (default: ``when``, as a PC that is online does); returns
+    the stored manifests.
 
     Each call: ``line`` (number, department), optional ``caller``, ``seconds``, optional
     ``payment`` (start, end) and ``transfer`` (department), in seconds into the call."""
@@ -84,7 +86,7 @@ def record_calls(spool_dir: Path, store, when, calls: list[dict], agent: str = "
     gap = 0.25
     total = sum(c["seconds"] + gap for c in calls) + 0.5
     spool = Spool(spool_dir)
-    uploader = Uploader(spool, store)
+    uploader = Uploader(spool, store, utc_now=lambda: uploaded_at or when)
     rec = Recorder(SyntheticSource(two_tones(total), sample_rate=RATE, block_frames=1600), spool,
                    settings(chunk_seconds=2.0, lookbehind_seconds=0.25), Identity(agent, "ws-" + agent, "test"),
                    clock=lambda: when)
@@ -125,5 +127,5 @@ def record_interrupted(spool_dir: Path, store, when, line: tuple[str, str], seco
     call.write_manifest(dataclasses.replace(m, chunks=tuple(writer.sealed), frames=round(seconds * RATE)))
     call.release()  # the recorder is gone
     assert spool.recover().interrupted_calls == (m.call_id,)
-    assert Uploader(spool, store).drain(30)
+    assert Uploader(spool, store, utc_now=lambda: when).drain(30)
     return load_manifest(store, m.call_id)

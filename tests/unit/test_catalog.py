@@ -211,6 +211,43 @@ def test_incremental_sync_lists_only_recent_partitions_and_picks_up_a_new_day(li
         [layout.manifests_prefix(date(2026, 3, 4)), layout.manifests_prefix(date(2026, 3, 5))]
 
 
+def test_a_call_uploaded_days_late_into_an_old_partition_is_found_by_an_incremental_sync(library, tmp_path):
+    """A PC that was off from DAY1 to DAY3 uploads DAY1's call on DAY3: the manifest lands in
+    DAY1's partition, which an incremental sync on DAY3 no longer lists; the arrival marker
+    the uploader left in DAY3's ``arrivals/`` is how the sync finds it (one get, no listing of
+    DAY1)."""
+    cat = Catalog(tmp_path / "c.sqlite")
+    assert cat.sync(library.store, today=date(2026, 3, 4)).added == 5
+    [late] = record(tmp_path / "spool-late", library.store, DAY1 + timedelta(hours=8),
+                    [{"line": CT, "caller": "07700900888", "seconds": 1.0}], uploaded_at=DAY3)
+    assert layout.manifest_key(late.call_id).startswith(layout.manifests_prefix(DAY1.date()))
+    counting = CountingStore(library.store)
+    report = cat.sync(counting, today=DAY3.date())
+    assert (report.added, report.updated, report.problems) == (1, 0, ())
+    assert not any(p.startswith(layout.manifests_prefix(DAY1.date())) for p in counting.lists)
+    assert layout.arrivals_prefix(DAY3.date()) in counting.lists
+    assert cat.get(late.call_id).caller_digits == "07700900888"
+    assert cat.manifest(late.call_id) == late
+    # while the marker's day is in the window, each sync re-reads that one manifest (a get)
+    counting.gets.clear()
+    again = cat.sync(counting, today=DAY3.date())
+    assert (again.added, again.updated) == (0, 0) and again.unchanged >= 1
+    assert layout.manifest_key(late.call_id) in counting.gets
+    assert cat.count(CatalogFilter(caller="07700900888")) == 1
+
+
+def test_a_bad_arrival_marker_is_named_and_skipped(library, tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    cat.sync(library.store, today=date(2026, 3, 4))
+    bad = "arrivals/2026/03/05/not-a-call-id.json"
+    _put(library.store, bad, b"{}")
+    gone = layout.arrival_key("20260302T101010Z-0123456789ab", date(2026, 3, 5))  # names no manifest
+    _put(library.store, gone, b"{}")
+    report = cat.sync(library.store, today=DAY3.date())
+    assert [p.key for p in report.problems] == [bad] and report.added == 0
+    assert cat.get("20260302T101010Z-0123456789ab") is None
+
+
 def _put(store, key: str, data: bytes) -> None:
     store.put(key, data, sha256=hashlib.sha256(data).hexdigest(), metadata={}, content_type="application/json")
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from callrec_desktop.core.timeline import EventSource
 from callrec_desktop.recorder import Identity, Recorder, RecordingSettings
 from callrec_desktop.spool import Spool, spool_chunk_name
 from callrec_desktop.storage.base import PermanentStoreError, PutReceipt, TransientStoreError
+from callrec_desktop.storage import layout
 from callrec_desktop.storage.folder import FolderStore
 from callrec_desktop.storage.layout import chunk_key, manifest_key
 from callrec_desktop.uploader import UploadSettings, Uploader, read_status_file, spool_backlog
@@ -495,3 +497,34 @@ def test_closing_with_the_store_down_gives_up_in_time_and_keeps_everything(tmp_p
     assert uploader.finish(stop_timeout=5, upload_timeout=0.5) is False
     assert store.calls > 0 and store_objects(store.inner) == {}
     assert spool_files(spool) == before and spool.call_ids() == [m.call_id]
+
+
+# ---- late arrivals -------------------------------------------------------------------------
+
+
+def test_a_manifest_uploaded_on_a_later_day_leaves_an_arrival_marker_for_that_day(tmp_path):
+    """A PC off over a weekend uploads Friday's call on Monday: its manifest goes into Friday's
+    partition, and Monday's ``arrivals/`` names it (after the manifest itself), so an
+    incremental catalogue sync that lists only recent days still finds it."""
+    spool = Spool(tmp_path / "spool")
+    store = LoggingStore(store_for(tmp_path))
+    m = record(spool)
+    started = m.started_at.date()
+    monday = datetime.combine(started + timedelta(days=3), datetime.min.time(), timezone.utc) + timedelta(hours=9)
+    assert Uploader(spool, store, FAST, utc_now=lambda: monday).drain(5)
+    marker = layout.arrival_key(m.call_id, monday.date())
+    keys = [k for k, _, _ in store.log]
+    assert keys.index(marker) == keys.index(manifest_key(m.call_id)) + 1
+    doc = json.loads(store.inner.get(marker))
+    assert doc == {"call_id": m.call_id, "manifest": manifest_key(m.call_id), "status": "complete",
+                   "uploaded_on": monday.date().isoformat()}
+    assert [k for k in keys if k.startswith("arrivals/")] == [marker]
+
+
+def test_a_manifest_uploaded_the_day_its_call_started_leaves_no_arrival_marker(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    store = LoggingStore(store_for(tmp_path))
+    m = record(spool)
+    assert Uploader(spool, store, FAST, utc_now=lambda: m.started_at).drain(5)
+    assert not [k for k, _, _ in store.log if k.startswith("arrivals/")]
+    assert load_manifest(store.inner, m.call_id) == m

@@ -55,6 +55,26 @@ def test_call_id_from_manifest_key_refuses_other_keys(key):
         layout.call_id_from_manifest_key(key)
 
 
+def test_arrival_keys_are_partitioned_by_the_upload_day_and_name_the_call():
+    key = layout.arrival_key(CALL, date(2026, 12, 2))
+    assert key == f"arrivals/2026/12/02/{CALL}.json"
+    assert key.startswith(layout.arrivals_prefix(date(2026, 12, 2)))
+    assert layout.call_id_from_arrival_key(key) == CALL
+    assert not key.startswith(layout.manifests_prefix())
+
+
+@pytest.mark.parametrize("key", [
+    f"arrivals/2026/12/02/{CALL}.txt",
+    f"arrivals/2026/13/02/{CALL}.json",  # no 13th month
+    "arrivals/2026/12/02/../x.json",
+    "arrivals/2026/12/02/x.json",
+    f"manifests/2026/11/29/{CALL}.json",
+])
+def test_call_id_from_arrival_key_refuses_other_keys(key):
+    with pytest.raises(InvalidKeyError):
+        layout.call_id_from_arrival_key(key)
+
+
 def test_content_types():
     assert layout.chunk_content_type("000001.opus") == "audio/ogg"
     assert layout.chunk_content_type("000001.flac") == "audio/flac"
