@@ -35,7 +35,6 @@ from callrec_desktop.core.manifest import (
     EndInfo,
     Manifest,
     ManifestError,
-    PauseEntry,
     chunk_file_name,
 )
 from callrec_desktop.durable import DirLock, fsync_dir, seal_part, sha256_file, write_atomic

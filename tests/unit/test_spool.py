@@ -21,7 +21,7 @@ import soundfile as sf
 
 from callrec_desktop.audio.chunk_writer import ChunkWriter
 from callrec_desktop.audio.encoders import CodecSettings, make_encoder
-from callrec_desktop.core.manifest import AudioFormat, ChunkEntry, Manifest, PauseEntry
+from callrec_desktop.core.manifest import AudioFormat, Manifest, PauseEntry
 from callrec_desktop.durable import DirLock
 from callrec_desktop.spool import LOCK, MANIFEST, Spool, spool_chunk_name
 
