@@ -22,7 +22,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QDate, Qt, QTimer, Signal
+from PySide6.QtCore import QDate, QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -179,6 +179,12 @@ def parse_clock(text: str) -> float:
 def clock(seconds: float, *, up: bool = False) -> str:
     """mm:ss (h:mm:ss from an hour), whole seconds, rounded down (or ``up``)."""
     return format_duration(math.ceil(seconds) if up else seconds)
+
+
+def clock_tenths(seconds: float) -> str:
+    """mm:ss.s (h:mm:ss.s from an hour), to the nearest tenth: a waveform selection as typed."""
+    tenths = round(max(seconds, 0.0) * 10)
+    return f"{format_duration(tenths // 10)}.{tenths % 10}"
 
 
 @dataclass(frozen=True)
@@ -391,6 +397,7 @@ class LibraryWindow(QMainWindow):
         self.player = PlayerWidget(self.adapter, cache_dir=cache_dir, request_access=self.request_access,
                                    output_factory=output_factory, parent=central)
         self.player.note_requested.connect(self._on_player_note_requested)
+        self.player.range_selected.connect(self._on_player_range_selected)
         split = QSplitter(Qt.Orientation.Vertical, central)
         split.addWidget(top)
         split.addWidget(self.player)
@@ -636,11 +643,22 @@ class LibraryWindow(QMainWindow):
         if ranged:
             self.prefill_export_range()
 
+    def _on_player_range_selected(self, selection) -> None:
+        """A range selected on the waveform is what "Export…" writes; clearing it, the whole call."""
+        with QSignalBlocker(self.export_range):
+            self.export_range.setCurrentIndex(self.export_range.findData(selection is not None))
+        self._on_export_range_current_index_changed(self.export_range.currentIndex())
+
     def prefill_export_range(self) -> None:
-        """From the player's current position to the call's end (the waveform has no selection)."""
+        """The waveform's selection; without one, from the player's position to the call's end."""
         if self.manifest is None:
             self.export_from.clear()
             self.export_to.clear()
+            return
+        selection = self.player.selection
+        if selection is not None:
+            self.export_from.setText(clock_tenths(selection[0]))
+            self.export_to.setText(clock_tenths(selection[1]))
             return
         self.export_from.setText(clock(self.player.position))
         self.export_to.setText(clock(self.manifest.duration_seconds, up=True))
@@ -713,19 +731,20 @@ class LibraryWindow(QMainWindow):
 
         self.adapter.run_task(work, done, name="library-export")
 
-    def _on_player_note_requested(self, at_seconds: float, text: str, tags: tuple) -> None:
+    def _on_player_note_requested(self, at_seconds: float, end_seconds: float | None, text: str, tags: tuple) -> None:
         call_id, manifest = self.call_id, self.manifest
         if call_id is None or manifest is None:
             return
-        self.request_access("note", lambda: self._add_note(call_id, manifest, at_seconds, text, tags))
+        self.request_access("note", lambda: self._add_note(call_id, manifest, at_seconds, end_seconds, text, tags))
 
-    def _add_note(self, call_id: str, manifest: Manifest, at_seconds: float, text: str, tags: tuple) -> None:
+    def _add_note(self, call_id: str, manifest: Manifest, at_seconds: float, end_seconds: float | None, text: str,
+                  tags: tuple) -> None:
         purpose = self._purposes.get(call_id)
         notes, access, catalog, user = self.notes, self.access, self.catalog, self.user
 
         def work() -> tuple[Note, list[Note]]:  # worker thread
             try:
-                note = notes.add(call_id, user, at_seconds, text, tags, manifest=manifest)
+                note = notes.add(call_id, user, at_seconds, text, tags, end_seconds, manifest=manifest)
                 if purpose is not None:
                     access.record("note", call_id, purpose.code, purpose.reason, {"note_id": note.note_id})
                 return note, notes.list(call_id)
@@ -761,4 +780,4 @@ class LibraryWindow(QMainWindow):
         return [self._progress_timer, *self.player.timers()]
 
 
-__all__ = ["LibraryWindow", "ask_export_path", "clock", "describe_call", "describe_history", "parse_clock"]
+__all__ = ["LibraryWindow", "ask_export_path", "clock", "clock_tenths", "describe_call", "describe_history", "parse_clock"]

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 SPEEDS = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 CHANNELS = (("Both", "both"), ("Agent", "agent"), ("Caller", "caller"))
 SEEK_STEP = 5.0
+DRAG_PIXELS = 4  # a press that moves less than this is a click (seek), not a drag (select)
+MIN_SELECTION_SECONDS = 0.1
 PAUSE_LABELS = {"payment": "Payment — not recorded", "agent_request": "Paused — not recorded"}
 END_LABELS = {"hangup": "Call ended", "transferred": "Transferred", "interrupted": "Interrupted",
               "error": "Ended by an error"}
@@ -76,9 +78,11 @@ def mark_label(mark: Mark) -> str:
 
 
 class WaveformView(QWidget):
-    """Min/max per pixel column for each channel (agent above, caller below). Click to seek."""
+    """Min/max per pixel column for each channel (agent above, caller below). Click to seek;
+    drag across it to select a range (for a note over a range, or an export)."""
 
     seek_requested = Signal(float)
+    range_selected = Signal(object)  # (start, end) seconds, or None when the selection is cleared
 
     TOP = 20  # room for the mark labels
     BOTTOM = 4
@@ -89,11 +93,15 @@ class WaveformView(QWidget):
         self.waveform: Waveform | None = None
         self.position = 0.0
         self.note_times: list[float] = []
+        self.note_ranges: list[tuple[float, float]] = []
+        self.selection: tuple[float, float] | None = None
+        self._press_x: float | None = None
+        self._dragging = False
         self.channel_mode = "both"
         self.message = "Select a call to see and play it."
         self.setMinimumHeight(140)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setAccessibleName("Waveform of the call; click to move the playing position")
+        self.setAccessibleName("Waveform of the call; click to move the playing position, drag to select a range")
         self.setCursor(Qt.CursorShape.PointingHandCursor)
 
     # ---- state ------------------------------------------------------------------------------------
@@ -101,7 +109,19 @@ class WaveformView(QWidget):
         self.waveform = waveform
         self.message = message
         self.position = 0.0
+        self.selection = None
         self.update()
+
+    def set_selection(self, selection: tuple[float, float] | None) -> None:
+        """Select ``(start, end)`` seconds (clamped to the call, in order), or clear with None.
+        Emits ``range_selected`` with what is selected now."""
+        if selection is not None:
+            d = self.duration
+            a, b = sorted(min(max(float(t), 0.0), d) for t in selection)
+            selection = (a, b) if b - a >= MIN_SELECTION_SECONDS else None
+        self.selection = selection
+        self.update()
+        emit_signal(self.range_selected, selection)
 
     def set_position(self, seconds: float) -> None:
         self.position = seconds
@@ -149,9 +169,38 @@ class WaveformView(QWidget):
         return np.minimum.reduceat(wf.mins, starts, axis=1), np.maximum.reduceat(wf.maxs, starts, axis=1)
 
     # ---- Qt ---------------------------------------------------------------------------------------
+    def selection_rect(self) -> QRectF | None:
+        if self.selection is None or self.waveform is None:
+            return None
+        plot = self.plot_rect()
+        x0, x1 = self.x_for(self.selection[0]), self.x_for(self.selection[1])
+        return QRectF(x0, plot.top(), max(x1 - x0, 1.0), plot.height())
+
     def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt's name
         if self.waveform is not None and event.button() == Qt.MouseButton.LeftButton:
-            emit_signal(self.seek_requested, self.seconds_at(event.position().x()))
+            self._press_x = event.position().x()
+            self._dragging = False
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if self._press_x is None:
+            return
+        x = event.position().x()
+        if not self._dragging and abs(x - self._press_x) < DRAG_PIXELS:
+            return  # a click that wobbled, not a drag
+        self._dragging = True
+        a, b = sorted((self.seconds_at(self._press_x), self.seconds_at(x)))
+        self.selection = (a, b)
+        self.update()
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if self._press_x is None or event.button() != Qt.MouseButton.LeftButton:
+            return
+        press, self._press_x = self._press_x, None
+        if self._dragging:
+            self._dragging = False
+            self.set_selection((self.seconds_at(press), self.seconds_at(event.position().x())))
+        else:
+            emit_signal(self.seek_requested, self.seconds_at(press))
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
         p = QPainter(self)
@@ -196,10 +245,19 @@ class WaveformView(QWidget):
                 p.drawLine(QPointF(g.rect.left() - 1, plot.top()), QPointF(g.rect.left() - 1, plot.bottom()))
                 p.drawText(QRectF(plot.right() - 260, 2, 256, self.TOP - 4),
                            int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), g.label + " ▸")
+        sel = self.selection_rect()
+        if sel is not None:
+            p.fillRect(sel, QColor(127, 86, 217, 45))
+            p.setPen(QPen(QColor("#7F56D9"), 1))
+            p.drawLine(sel.topLeft(), sel.bottomLeft())
+            p.drawLine(sel.topRight(), sel.bottomRight())
         p.setPen(QPen(QColor("#7F56D9"), 1))
         for t in self.note_times:
             x = self.x_for(t)
             p.drawLine(QPointF(x, plot.top()), QPointF(x, plot.top() + 8))
+        for a, b in self.note_ranges:
+            p.fillRect(QRectF(self.x_for(a), plot.top(), max(self.x_for(b) - self.x_for(a), 1.0), 4),
+                       QColor("#7F56D9"))
         p.setPen(QPen(QColor("#D92D20"), 2))
         x = self.x_for(self.position)
         p.drawLine(QPointF(x, plot.top()), QPointF(x, plot.bottom()))
@@ -224,8 +282,9 @@ class PlayerWidget(QWidget):
 
     loaded = Signal(str)  # call_id, once the waveform is shown and the player is ready
     load_failed = Signal(str)
-    note_requested = Signal(float, str, object)  # at seconds, text, tags (tuple[str, ...])
+    note_requested = Signal(float, object, str, object)  # at, end (None: a point), text, tags (tuple[str, ...])
     note_clicked = Signal(float)
+    range_selected = Signal(object)  # (start, end) seconds, or None
 
     def __init__(self, adapter: DeskAdapter, *, cache_dir: Path,
                  request_access: Callable[[str, Callable[[], None]], None],
@@ -248,6 +307,13 @@ class PlayerWidget(QWidget):
     def _build(self) -> None:
         self.wave = WaveformView(self)
         self.wave.seek_requested.connect(self.seek)
+        self.wave.range_selected.connect(self._on_wave_range_selected)
+        self.selection_label = QLabel("Drag across the waveform, or press [ and ], to select a part.", self)
+        self.selection_label.setStyleSheet("color: #475467;")
+        self.clear_selection_button = QPushButton("Clear selection", self)
+        self.clear_selection_button.setToolTip("Clear the selection (Esc)")
+        self.clear_selection_button.clicked.connect(self.clear_selection)
+        self.clear_selection_button.setVisible(False)
         self.play_button = QPushButton("▶ Play", self)
         self.play_button.setToolTip("Play or pause (Space)")
         self.play_button.clicked.connect(self.toggle_play)
@@ -288,6 +354,10 @@ class PlayerWidget(QWidget):
         left = QVBoxLayout()
         left.addLayout(controls)
         left.addWidget(self.wave, 1)
+        selection_row = QHBoxLayout()
+        selection_row.addWidget(self.selection_label, 1)
+        selection_row.addWidget(self.clear_selection_button)
+        left.addLayout(selection_row)
         left.addWidget(self.status)
 
         self.note_list = QListWidget(self)
@@ -318,7 +388,9 @@ class PlayerWidget(QWidget):
         row.addWidget(notes_box)
 
         for key, slot in ((Qt.Key.Key_Space, self.toggle_play), (Qt.Key.Key_Left, lambda: self.skip(-SEEK_STEP)),
-                          (Qt.Key.Key_Right, lambda: self.skip(SEEK_STEP))):
+                          (Qt.Key.Key_Right, lambda: self.skip(SEEK_STEP)),
+                          (Qt.Key.Key_BracketLeft, self.select_from_here), (Qt.Key.Key_BracketRight, self.select_to_here),
+                          (Qt.Key.Key_Escape, self.clear_selection)):
             shortcut = QShortcut(QKeySequence(key), self)
             shortcut.setContext(Qt.ShortcutContext.WindowShortcut)  # text fields keep their own keys
             shortcut.activated.connect(slot)
@@ -371,6 +443,7 @@ class PlayerWidget(QWidget):
             player.close()
         self.manifest = None
         self.wave.set_waveform(None, "Select a call to see and play it.")
+        self._on_wave_range_selected(None)
         self.play_button.setText("▶ Play")
         self.status.setText("")
         self._set_time(0.0)
@@ -381,11 +454,53 @@ class PlayerWidget(QWidget):
         self.note_list.clear()
         for n in self.notes:
             tags = f"  [{', '.join(n.tags)}]" if n.tags else ""
-            item = QListWidgetItem(f"{format_duration(n.at_seconds)}  {n.text}{tags}\n— {n.author}")
+            when = format_duration(n.at_seconds)
+            if n.end_seconds is not None:
+                when += f"–{format_duration(n.end_seconds)}"
+            item = QListWidgetItem(f"{when}  {n.text}{tags}\n— {n.author}")
             item.setData(Qt.ItemDataRole.UserRole, n.at_seconds)
             self.note_list.addItem(item)
         self.wave.note_times = [n.at_seconds for n in self.notes]
+        self.wave.note_ranges = [(n.at_seconds, n.end_seconds) for n in self.notes if n.end_seconds is not None]
         self.wave.update()
+
+    # ---- selection --------------------------------------------------------------------------------
+    @property
+    def selection(self) -> tuple[float, float] | None:
+        return self.wave.selection
+
+    def select(self, start: float, end: float) -> None:
+        self.wave.set_selection((start, end))
+
+    def select_from_here(self) -> None:
+        """``[``: the selection starts at the playing position (and runs to its end, or the call's)."""
+        if self.player is None:
+            return
+        pos, sel = self.position, self.wave.selection
+        self.wave.set_selection((pos, sel[1] if sel and sel[1] > pos else self.wave.duration))
+
+    def select_to_here(self) -> None:
+        """``]``: the selection ends at the playing position (from its start, or the call's)."""
+        if self.player is None:
+            return
+        pos, sel = self.position, self.wave.selection
+        self.wave.set_selection((sel[0] if sel and sel[0] < pos else 0.0, pos))
+
+    def clear_selection(self) -> None:
+        if self.wave.selection is not None:
+            self.wave.set_selection(None)
+
+    def _on_wave_range_selected(self, selection) -> None:
+        if selection is None:
+            self.selection_label.setText("Drag across the waveform, or press [ and ], to select a part.")
+            self.add_note_button.setText("Add note at current time")
+        else:
+            a, b = selection
+            self.selection_label.setText(f"Selected {format_duration(a)}–{format_duration(b)} "
+                                         f"({b - a:.1f} s): add a note on it, or export it.")
+            self.add_note_button.setText("Add note on the selection")
+        self.clear_selection_button.setVisible(selection is not None)
+        emit_signal(self.range_selected, selection)
 
     # ---- transport --------------------------------------------------------------------------------
     @property
@@ -475,7 +590,9 @@ class PlayerWidget(QWidget):
             self.status.setText("Write the note first.")
             return
         tags = tuple(t.strip().lower() for t in self.note_tags.text().replace(";", ",").split(",") if t.strip())
-        emit_signal(self.note_requested, round(self.position, 3), text, tags)
+        sel = self.wave.selection
+        at, end = (sel[0], sel[1]) if sel is not None else (self.position, None)
+        emit_signal(self.note_requested, round(at, 3), None if end is None else round(end, 3), text, tags)
 
     def note_saved(self) -> None:
         self.note_text.clear()

@@ -345,3 +345,90 @@ def test_a_bad_export_range_asks_nothing_writes_nothing_and_logs_nothing(leaders
     assert lib.asked == [] and not lib.export_path.exists()
     assert w.message.text().startswith("Not exported:")
     assert AccessLog(lib.store, user="x", workstation="y").history(call.call_id) == []
+
+
+def _x(wave, seconds: float) -> int:
+    return round(wave.x_for(seconds))
+
+
+def test_dragging_across_the_waveform_selects_the_range_that_export_then_writes(leaders, template, tmp_path):
+    call = template[1]["pay"]  # 3 s, payment pause 1..2 s
+    lib = leaders()
+    lib.sync()
+    lib.select(call.call_id)
+    w, wave = lib.window, lib.window.player.wave
+    wave.resize(1000, 200)
+    y = 100
+    with lib.qtbot.waitSignal(w.player.range_selected, timeout=2000) as blocker:
+        lib.qtbot.mousePress(wave, Qt.MouseButton.LeftButton, pos=QPoint(_x(wave, 2.5), y))
+        lib.qtbot.mouseMove(wave, QPoint(_x(wave, 1.5), y))
+        lib.qtbot.mouseRelease(wave, Qt.MouseButton.LeftButton, pos=QPoint(_x(wave, 0.5), y))
+    start, end = blocker.args[0]  # dragged right to left: still in order
+    assert start == pytest.approx(0.5, abs=0.01) and end == pytest.approx(2.5, abs=0.01)
+    assert w.player.position == 0.0, "a drag selects; it does not seek"
+    assert wave.selection_rect().left() == pytest.approx(_x(wave, 0.5), abs=1)
+    assert w.export_range.currentData() is True
+    assert (w.export_from.text(), w.export_to.text()) == ("00:00.5", "00:02.5")
+    assert "Selected 00:00–00:02" in w.player.selection_label.text()
+    assert w.player.add_note_button.text() == "Add note on the selection"
+
+    w.export_format.setCurrentIndex(w.export_format.findData(".wav"))
+    lib.export_path = tmp_path / "selected.wav"
+    lib.purpose = Purpose("staff_training")
+    with lib.qtbot.waitSignal(w.export_finished, timeout=10000) as done:
+        w.export_button.click()
+    assert done.args[0] == lib.export_path
+    assert sf.info(lib.export_path).frames == 2 * RATE
+    [event] = AccessLog(lib.store, user="x", workstation="y").history(call.call_id)
+    assert (event.detail["from_seconds"], event.detail["to_seconds"]) == (0.5, 2.5)
+
+    # Esc clears the selection: the export is the whole call again
+    lib.qtbot.keyClick(w, Qt.Key.Key_Escape)
+    assert wave.selection is None and w.export_range.currentData() is False
+    assert not w.player.clear_selection_button.isVisible()
+
+
+def test_brackets_select_from_and_to_the_playing_position_and_a_note_covers_the_selection(leaders, template):
+    call = template[1]["pay"]
+    lib = leaders("tl001")
+    lib.sync()
+    lib.select(call.call_id)
+    player = lib.window.player
+    player.seek(1.0)
+    lib.qtbot.keyClick(lib.window, Qt.Key.Key_BracketLeft)
+    assert player.selection == pytest.approx((1.0, call.duration_seconds))
+    player.seek(2.0)
+    lib.qtbot.keyClick(lib.window, Qt.Key.Key_BracketRight)
+    assert player.selection == pytest.approx((1.0, 2.0))
+    assert (lib.window.export_from.text(), lib.window.export_to.text()) == ("00:01.0", "00:02.0")
+
+    lib.purpose = Purpose("staff_training")
+    player.note_text.setText("The payment pause, start to finish")
+    with lib.qtbot.waitSignal(lib.window.note_added, timeout=5000) as blocker:
+        player.add_note_button.click()
+    note = blocker.args[0]
+    assert (note.at_seconds, note.end_seconds) == (1.0, 2.0)
+    assert player.note_list.item(0).text().startswith("00:01–00:02  The payment pause")
+    assert player.wave.note_ranges == [(1.0, 2.0)]
+
+    other = leaders("tl002")
+    other.sync()
+    other.select(call.call_id)
+    [seen] = NoteStore(other.store).list(call.call_id)
+    assert (seen.at_seconds, seen.end_seconds) == (1.0, 2.0)
+    assert other.window.player.wave.note_ranges == [(1.0, 2.0)]
+
+
+def test_a_click_on_the_waveform_seeks_and_clears_nothing_and_a_tiny_drag_is_a_click(leaders, template):
+    call = template[1]["pay"]
+    lib = leaders()
+    lib.sync()
+    lib.select(call.call_id)
+    wave = lib.window.player.wave
+    wave.resize(1000, 200)
+    lib.window.player.select(0.5, 1.5)
+    lib.qtbot.mousePress(wave, Qt.MouseButton.LeftButton, pos=QPoint(_x(wave, 2.0), 100))
+    lib.qtbot.mouseMove(wave, QPoint(_x(wave, 2.0) + 2, 100))  # less than DRAG_PIXELS
+    lib.qtbot.mouseRelease(wave, Qt.MouseButton.LeftButton, pos=QPoint(_x(wave, 2.0) + 2, 100))
+    assert lib.window.player.position == pytest.approx(2.0, abs=0.02)
+    assert lib.window.player.selection == pytest.approx((0.5, 1.5))
