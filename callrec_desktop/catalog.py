@@ -87,6 +87,7 @@ CREATE INDEX IF NOT EXISTS calls_caller ON calls (caller_digits, started_ms);
 CREATE INDEX IF NOT EXISTS calls_line ON calls (line_number, started_ms);
 CREATE INDEX IF NOT EXISTS calls_department ON calls (department, started_ms);
 CREATE INDEX IF NOT EXISTS calls_agent ON calls (agent, started_ms);
+CREATE INDEX IF NOT EXISTS calls_workstation ON calls (workstation, started_ms);
 CREATE INDEX IF NOT EXISTS calls_end_reason ON calls (end_reason, started_ms);
 CREATE INDEX IF NOT EXISTS calls_store_status ON calls (store, status);
 CREATE TABLE IF NOT EXISTS notes_index (
@@ -108,6 +109,13 @@ ORDER_COLUMNS = {
     "started_at": "started_ms", "duration_seconds": "duration_seconds", "line_number": "line_number",
     "department": "department", "agent": "agent", "caller": "caller_digits", "end_reason": "end_reason",
 }
+
+
+_NULLABLE_ORDER = {"caller_digits", "end_reason"}
+
+
+# Columns whose distinct values fill the library's filter lists (a whitelist, never interpolated).
+VALUE_COLUMNS = {"line": "line_number", "department": "department", "agent": "agent", "workstation": "workstation"}
 
 
 class CatalogError(Exception):
@@ -466,7 +474,11 @@ class Catalog:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def query(self, filter: CatalogFilter = CatalogFilter(), *, order_by: str = "started_at", descending: bool = True,
-              limit: int = 100, offset: int = 0) -> list[CallRow]:
+              limit: int = 100, offset: int = 0, after: str | None = None) -> list[CallRow]:
+        """A page of calls in order. Page on with ``after``, the call id of the previous page's
+        last row (same filter and order): the next page starts right after it, found through
+        the index (keyset paging), so the millionth row costs what the first does. ``offset``
+        skips rows one by one and slows down with depth."""
         column = ORDER_COLUMNS.get(order_by)
         if column is None:
             raise ValueError(f"order_by must be one of {', '.join(ORDER_COLUMNS)}, got {order_by!r}")
@@ -474,8 +486,13 @@ class Catalog:
             raise ValueError("limit and offset must be integers >= 0")
         where, params = self._where(filter)
         direction = "DESC" if descending else "ASC"
+        key = f"ifnull({column}, '')" if column in _NULLABLE_ORDER else column  # NULLs sort as ''
+        if after is not None:  # the row's own stored sort value, read through the primary key
+            where += ((" AND " if where else " WHERE ") +
+                      f"({key}, call_id) {'<' if descending else '>'} ((SELECT {key} FROM calls WHERE call_id = ?), ?)")
+            params = [*params, after, after]
         sql = (f"SELECT {', '.join(_ROW_COLUMNS)} FROM calls{where} "
-               f"ORDER BY {column} {direction}, call_id {direction} LIMIT ? OFFSET ?")
+               f"ORDER BY {key} {direction}, call_id {direction} LIMIT ? OFFSET ?")
         return [_row(r) for r in self._db().execute(sql, (*params, limit, offset))]
 
     def count(self, filter: CatalogFilter = CatalogFilter()) -> int:
@@ -491,6 +508,23 @@ class Catalog:
         if r is None:
             raise CatalogError(f"call {call_id!r} is not in the catalogue (sync first?)")
         return Manifest.from_json(r["manifest_json"], where=f"catalogue {call_id}")
+
+    def values(self, column: str, *, limit: int = 1000) -> list[str]:
+        """The distinct values of ``column`` (one of ``VALUE_COLUMNS``) in the catalogue, sorted:
+        the choices the library offers in its filter lists. Uses the column's index."""
+        sql_column = VALUE_COLUMNS.get(column)
+        if sql_column is None:
+            raise ValueError(f"column must be one of {', '.join(VALUE_COLUMNS)}, got {column!r}")
+        rows = self._db().execute(f"SELECT DISTINCT {sql_column} FROM calls WHERE {sql_column} IS NOT NULL "
+                                  f"ORDER BY {sql_column} LIMIT ?", (limit,))
+        return [r[0] for r in rows if r[0] != ""]
+
+    def all_tags(self) -> list[str]:
+        """Every tag used on any note in the catalogue, sorted."""
+        out: set[str] = set()
+        for r in self._db().execute("SELECT DISTINCT tags FROM notes_index"):
+            out.update(t for t in r["tags"].split(",") if t)
+        return sorted(out)
 
     def tags(self, call_id: str) -> list[str]:
         out: set[str] = set()

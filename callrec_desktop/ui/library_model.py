@@ -49,7 +49,7 @@ class PageJob:
     filter: CatalogFilter
     order_by: str
     descending: bool
-    offset: int
+    after: str | None  # the call id of the last row already shown (keyset paging); None: the first page
     limit: int
     with_count: bool
 
@@ -59,7 +59,7 @@ def run_page(catalog: Catalog, job: PageJob) -> tuple[list[CallRow], int | None]
     SQLite connection is closed before the thread ends."""
     try:
         rows = catalog.query(job.filter, order_by=job.order_by, descending=job.descending,
-                             limit=job.limit, offset=job.offset)
+                             limit=job.limit, after=job.after)
         total = catalog.count(job.filter) if job.with_count else None
         return rows, total
     finally:
@@ -191,8 +191,8 @@ class LibraryModel(QAbstractTableModel):
 
     def _start(self, *, with_count: bool) -> None:
         self._fetching = True
-        job = PageJob(self._generation, self._filter, self._order_by, self._descending, len(self._rows),
-                      self._page, with_count)
+        job = PageJob(self._generation, self._filter, self._order_by, self._descending,
+                      self._rows[-1].call_id if self._rows else None, self._page, with_count)
         catalog = self._catalog
         self._adapter.run_task(lambda: run_page(catalog, job), lambda r: self._on_page_done(job, r),
                                name="library-page")

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSpinBox,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -211,6 +212,7 @@ class LibraryWindow(QMainWindow):
     """The Library. ``user`` and ``workstation`` go into every access event and note."""
 
     sync_finished = Signal(object)  # SyncReport, or None when the sync failed
+    choices_refreshed = Signal()  # the filter lists were filled from the catalogue
     details_shown = Signal(str)  # call_id
     history_shown = Signal(str)  # call_id
     access_recorded = Signal(object)  # AccessEvent
@@ -267,11 +269,13 @@ class LibraryWindow(QMainWindow):
             on.toggled.connect(edit.setEnabled)
         numbers = [ln.number or ln.id for ln in lines.lines] if lines else []
         departments = sorted({ln.department for ln in lines.lines} | set(lines.transfer_departments)) if lines else []
+        self._line_choices, self._department_choices = numbers, departments
         self.line = self._combo(box, numbers, "Line")
         self.department = self._combo(box, departments, "Department")
-        self.agent = QLineEdit(box)
-        self.agent.setPlaceholderText(ANY)
-        self.agent.setAccessibleName("Agent")
+        self.agent = self._combo(box, [], "Agent")
+        self.workstation = self._combo(box, [], "Workstation")
+        self.tag = self._combo(box, [], "Note tag")
+        self.min_minutes, self.max_minutes = self._minutes(box, "Longer than"), self._minutes(box, "Shorter than")
         self.caller = QLineEdit(box)
         self.caller.setPlaceholderText("any spelling, or the first digits")
         self.caller.setAccessibleName("Caller number")
@@ -286,12 +290,15 @@ class LibraryWindow(QMainWindow):
         self.search_button.clicked.connect(self.apply_filters)
         self.clear_button = QPushButton("Clear", box)
         self.clear_button.clicked.connect(self.clear_filters)
-        for edit in (self.agent, self.caller):
-            edit.returnPressed.connect(self.apply_filters)
+        self.caller.returnPressed.connect(self.apply_filters)
+        for combo in (self.line, self.department, self.agent, self.workstation, self.tag):
+            combo.lineEdit().returnPressed.connect(self.apply_filters)
         cells = [
             (self.from_on, self.from_date), (self.to_on, self.to_date), ("Line", self.line),
-            ("Department", self.department), ("Agent", self.agent), ("Caller", self.caller),
-            ("End", self.end_reason), ("Payment pause", self.payment), ("Notes", self.has_notes),
+            ("Department", self.department), ("Agent", self.agent),
+            ("Caller", self.caller), ("Workstation", self.workstation), ("End", self.end_reason),
+            ("Payment pause", self.payment), ("Notes", self.has_notes),
+            ("Note tag", self.tag), ("Longer than", self.min_minutes), ("Shorter than", self.max_minutes),
         ]
         for i, (label, widget) in enumerate(cells):
             r, c = divmod(i, 5)
@@ -300,7 +307,7 @@ class LibraryWindow(QMainWindow):
         buttons = QHBoxLayout()
         buttons.addWidget(self.search_button)
         buttons.addWidget(self.clear_button)
-        grid.addLayout(buttons, 1, 8, 1, 2)
+        grid.addLayout(buttons, 2, 8, 1, 2)
         root.addWidget(box)
 
         sync_row = QHBoxLayout()
@@ -418,6 +425,48 @@ class LibraryWindow(QMainWindow):
         return combo
 
     @staticmethod
+    def _minutes(parent: QWidget, name: str) -> QSpinBox:
+        box = QSpinBox(parent)
+        box.setRange(0, 24 * 60)
+        box.setSuffix(" min")
+        box.setSpecialValueText(ANY)  # 0 is "any"
+        box.setAccessibleName(f"{name} (minutes)")
+        return box
+
+    @staticmethod
+    def _set_choices(combo: QComboBox, values: list[str]) -> None:
+        """Replace ``combo``'s list with ``values`` (after a blank for "any"), keeping what is typed."""
+        typed = combo.currentText()
+        with QSignalBlocker(combo):
+            combo.clear()
+            combo.addItem("")
+            combo.addItems(values)
+            combo.setEditText(typed)
+
+    def refresh_choices(self) -> None:
+        """Fill the line, department, agent, workstation and tag lists from the catalogue (worker)."""
+        catalog, base_lines, base_departments = self.catalog, self._line_choices, self._department_choices
+
+        def work() -> dict[str, list[str]]:
+            try:
+                return {"line": sorted(set(base_lines) | set(catalog.values("line"))),
+                        "department": sorted(set(base_departments) | set(catalog.values("department"))),
+                        "agent": catalog.values("agent"), "workstation": catalog.values("workstation"),
+                        "tag": catalog.all_tags()}
+            finally:
+                catalog.close()
+
+        def done(result: TaskResult) -> None:
+            if not result.ok:
+                log.warning("cannot read the filter lists from the catalogue: %s", result.error)
+                return
+            for name, values in result.value.items():
+                self._set_choices(getattr(self, name), values)
+            emit_signal(self.choices_refreshed)
+
+        self.adapter.run_task(work, done, name="library-choices")
+
+    @staticmethod
     def _yes_no(parent: QWidget) -> QComboBox:
         combo = QComboBox(parent)
         combo.addItem(ANY, None)
@@ -440,7 +489,11 @@ class LibraryWindow(QMainWindow):
                         if self.to_on.isChecked() else None),
             line=self.line.currentText().strip() or None,
             department=self.department.currentText().strip() or None,
-            agent=self.agent.text().strip() or None,
+            agent=self.agent.currentText().strip() or None,
+            workstation=self.workstation.currentText().strip() or None,
+            tag=self.tag.currentText().strip().lower() or None,
+            min_seconds=self.min_minutes.value() * 60 or None,
+            max_seconds=self.max_minutes.value() * 60 or None,
             caller=caller, caller_prefix=True,
             end_reason=self.end_reason.currentData(),
             had_payment_pause=self.payment.currentData(),
@@ -457,11 +510,12 @@ class LibraryWindow(QMainWindow):
         self.model.set_filter(flt)
 
     def clear_filters(self) -> None:
-        for edit in (self.agent, self.caller):
-            edit.clear()
-        for combo in (self.line, self.department):
+        self.caller.clear()
+        for combo in (self.line, self.department, self.agent, self.workstation, self.tag):
             combo.setCurrentIndex(0)
             combo.setEditText("")
+        for box in (self.min_minutes, self.max_minutes):
+            box.setValue(0)
         for combo in (self.end_reason, self.payment, self.has_notes):
             combo.setCurrentIndex(0)
         self.from_on.setChecked(False)
@@ -531,6 +585,7 @@ class LibraryWindow(QMainWindow):
         else:
             self.problems.hide()
         self.model.reload()
+        self.refresh_choices()
         emit_signal(self.sync_finished, report)
 
     # ---- selection and details ----------------------------------------------------------------------------
@@ -770,6 +825,7 @@ class LibraryWindow(QMainWindow):
         super().showEvent(event)
         if self.model.total is None and not self.model.loading:
             self.apply_filters()
+            self.refresh_choices()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         self.player.clear()

@@ -432,3 +432,39 @@ def test_a_click_on_the_waveform_seeks_and_clears_nothing_and_a_tiny_drag_is_a_c
     lib.qtbot.mouseRelease(wave, Qt.MouseButton.LeftButton, pos=QPoint(_x(wave, 2.0) + 2, 100))
     assert lib.window.player.position == pytest.approx(2.0, abs=0.02)
     assert lib.window.player.selection == pytest.approx((0.5, 1.5))
+
+
+def _items(combo) -> list[str]:
+    return [combo.itemText(i) for i in range(combo.count())]
+
+
+def test_filter_lists_are_filled_from_the_catalogue_and_every_filter_narrows_the_table(leaders, template):
+    calls = template[1]
+    lib = leaders()
+    with lib.qtbot.waitSignal(lib.window.choices_refreshed, timeout=5000):
+        lib.sync()
+    w = lib.window
+    assert _items(w.agent) == ["", "agent007", "agent042"]
+    assert _items(w.workstation) == ["", "ws-agent007", "ws-agent042"]
+    assert "Council Tax" in _items(w.department) and "Housing" in _items(w.department)
+    assert _items(w.tag) == [""]
+
+    w.agent.setCurrentIndex(w.agent.findText("agent042"))
+    assert lib.search() == {calls["interrupted"].call_id}
+    w.clear_filters()
+    w.workstation.setEditText("ws-agent007")
+    w.max_minutes.setValue(1)  # shorter than a minute: every call here
+    assert lib.search() == {calls["pay"].call_id, calls["transfer"].call_id, calls["short"].call_id}
+    w.workstation.setEditText("")
+    w.max_minutes.setValue(0)
+    w.min_minutes.setValue(1)  # longer than a minute: none
+    assert lib.search() == set()
+
+    # a tag used on a note shows up in the list after the next sync, and finds its call
+    w.min_minutes.setValue(0)
+    NoteStore(lib.store).add(calls["transfer"].call_id, "tl009", 0.5, "Transfer explained", tags=["good-practice"])
+    with lib.qtbot.waitSignal(w.choices_refreshed, timeout=5000):
+        lib.sync()
+    assert _items(w.tag) == ["", "good-practice"]
+    w.tag.setCurrentIndex(1)
+    assert lib.search() == {calls["transfer"].call_id}

@@ -166,6 +166,49 @@ def test_sorting_is_whitelisted_and_stable(synced):
     assert cat.count() == 5
 
 
+@pytest.mark.parametrize("order_by", ["started_at", "duration_seconds", "line_number", "department", "agent",
+                                      "caller", "end_reason"])
+@pytest.mark.parametrize("descending", [True, False])
+def test_keyset_pages_walk_every_row_once_in_the_same_order_as_one_query(synced, order_by, descending):
+    """Pages of 2 chained with ``after`` give exactly the rows of one big query, in its order,
+    for every sort column, including those with missing values (a withheld caller number, the
+    end reason of an interrupted call) and ties (two calls of the same department)."""
+    cat, _ = synced
+    whole = [r.call_id for r in cat.query(order_by=order_by, descending=descending, limit=100)]
+    walked: list[str] = []
+    after = None
+    while True:
+        page = cat.query(order_by=order_by, descending=descending, limit=2, after=after)
+        walked += [r.call_id for r in page]
+        if len(page) < 2:
+            break
+        after = page[-1].call_id
+    assert walked == whole and len(whole) == 5
+
+
+def test_keyset_pages_keep_the_filter(synced):
+    cat, lib = synced
+    flt = CatalogFilter(department="Housing")
+    first = cat.query(flt, limit=1)
+    rest = cat.query(flt, limit=10, after=first[0].call_id)
+    assert [r.call_id for r in first + rest] == [r.call_id for r in cat.query(flt, limit=10)]
+    assert all(r.department == "Housing" for r in rest) and len(first + rest) == 3
+
+
+def test_filter_value_lists_come_from_the_catalogue(library, tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    cat.sync(library.store, today=DAY3.date())
+    assert cat.values("department") == ["Council Tax", "Housing"]
+    assert cat.values("line") == ["01443 425002", "01443 425003"]
+    assert cat.values("agent") == ["agent007", "agent042"]
+    assert cat.values("workstation") == ["ws-agent007", "ws-agent042"]
+    assert cat.all_tags() == []
+    NoteStore(library.store, cat).add(library.calls["pay"].call_id, "tl", 1.0, "x", tags=["complaint", "follow-up"])
+    assert cat.all_tags() == ["complaint", "follow-up"]
+    with pytest.raises(ValueError, match="column must be one of"):
+        cat.values("caller; DROP TABLE calls")
+
+
 def test_notes_and_tags_filters(library, tmp_path):
     cat = Catalog(tmp_path / "c.sqlite")
     cat.sync(library.store, today=DAY3.date())
