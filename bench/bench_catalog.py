@@ -14,7 +14,9 @@ JSON files written by worker processes; S3: put_object from a thread pool), then
 - incremental sync after one new day of calls arrives (N / 395 manifests);
 - 200 random queries each (limit 100, newest first): caller + 3-month date range;
   one week + line; agent + had a payment pause; end reason transferred. p50 / p95 in ms.
-Target: caller + date p95 < 100 ms.
+  Target: caller + date p95 < 100 ms;
+- a page of 200 rows at depth 1,000, N/2 and the end, by OFFSET (baseline) and by keyset
+  (what the library's table does), and the filter value lists.
 """
 
 from __future__ import annotations
@@ -175,6 +177,30 @@ def run_queries(cat: Catalog, seed: int = 7) -> dict[str, tuple[float, float, fl
     return out
 
 
+def run_paging(cat: Catalog) -> dict[str, float]:
+    """One page of 200 rows deep into the table (newest first), as the library's lazy table
+    asks for it when scrolled that far: by OFFSET (the baseline) and by keyset (``after`` the
+    previous page's last call id). Median ms of 20; plus the filter value lists."""
+    total = cat.count()
+    out: dict[str, float] = {}
+    for depth in (1_000, total // 2, total - 400):
+        [anchor] = cat.query(limit=1, offset=depth - 1)
+        for name, run in (("offset", lambda: cat.query(limit=200, offset=depth)),
+                          ("keyset", lambda: cat.query(limit=200, after=anchor.call_id))):
+            times = []
+            for _ in range(20):
+                t = time.perf_counter()
+                rows = run()
+                times.append((time.perf_counter() - t) * 1000)
+            assert len(rows) == 200
+            out[f"page at row {depth:,} by {name}"] = statistics.median(times)
+    for column in ("line", "department", "agent", "workstation"):
+        t = time.perf_counter()
+        cat.values(column)
+        out[f"value list {column}"] = (time.perf_counter() - t) * 1000
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, help="manifests (default 1,000,000 folder; 20,000 with --s3)")
@@ -238,6 +264,8 @@ def main() -> int:
 
         for name, (p50, p95, rows) in run_queries(cat).items():
             print(f"query {name:<28} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  ({rows:.0f} rows avg)")
+        for name, ms in run_paging(cat).items():
+            print(f"{name:<40} {ms:8.2f} ms")
         cat.close()
     finally:
         if server is not None:
