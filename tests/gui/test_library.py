@@ -259,13 +259,20 @@ def test_export_asks_the_purpose_writes_the_file_and_logs_it(leaders, template, 
         ("export", "other", "subject access request 2026/117", "flac")]
 
 
-def test_the_waveform_marks_the_payment_pause_where_it_was(leaders, template):
-    call = template[1]["pay"]
-    lib = leaders()
+def opened(leaders, template, name: str = "pay", user: str = "tl001"):
+    """A team leader's window, synced, with the template's call ``name`` selected and loaded;
+    its waveform 1000 px wide. Returns (leader, manifest)."""
+    call = template[1][name]
+    lib = leaders(user)
     lib.sync()
     lib.select(call.call_id)
+    lib.window.player.wave.resize(1000, 200)
+    return lib, call
+
+
+def test_the_waveform_marks_the_payment_pause_where_it_was(leaders, template):
+    lib, call = opened(leaders, template)
     wave = lib.window.player.wave
-    wave.resize(1000, 200)
     plot = wave.plot_rect()
     marks = wave.mark_geometry()
     pause = [g for g in marks if g.kind == "pause"]
@@ -352,12 +359,8 @@ def _x(wave, seconds: float) -> int:
 
 
 def test_dragging_across_the_waveform_selects_the_range_that_export_then_writes(leaders, template, tmp_path):
-    call = template[1]["pay"]  # 3 s, payment pause 1..2 s
-    lib = leaders()
-    lib.sync()
-    lib.select(call.call_id)
+    lib, call = opened(leaders, template)  # 3 s, payment pause 1..2 s
     w, wave = lib.window, lib.window.player.wave
-    wave.resize(1000, 200)
     y = 100
     with lib.qtbot.waitSignal(w.player.range_selected, timeout=2000) as blocker:
         lib.qtbot.mousePress(wave, Qt.MouseButton.LeftButton, pos=QPoint(_x(wave, 2.5), y))
@@ -389,10 +392,7 @@ def test_dragging_across_the_waveform_selects_the_range_that_export_then_writes(
 
 
 def test_brackets_select_from_and_to_the_playing_position_and_a_note_covers_the_selection(leaders, template):
-    call = template[1]["pay"]
-    lib = leaders("tl001")
-    lib.sync()
-    lib.select(call.call_id)
+    lib, call = opened(leaders, template)
     player = lib.window.player
     player.seek(1.0)
     lib.qtbot.keyClick(lib.window, Qt.Key.Key_BracketLeft)
@@ -420,12 +420,8 @@ def test_brackets_select_from_and_to_the_playing_position_and_a_note_covers_the_
 
 
 def test_a_click_on_the_waveform_seeks_and_clears_nothing_and_a_tiny_drag_is_a_click(leaders, template):
-    call = template[1]["pay"]
-    lib = leaders()
-    lib.sync()
-    lib.select(call.call_id)
+    lib, call = opened(leaders, template)  # 3 s, payment pause 1..2 s
     wave = lib.window.player.wave
-    wave.resize(1000, 200)
     lib.window.player.select(0.5, 1.5)
     lib.qtbot.mousePress(wave, Qt.MouseButton.LeftButton, pos=QPoint(_x(wave, 2.0), 100))
     lib.qtbot.mouseMove(wave, QPoint(_x(wave, 2.0) + 2, 100))  # less than DRAG_PIXELS
