@@ -214,6 +214,13 @@ class Catalog:
         self._local = threading.local()
         db = self._db()
         db.executescript(_SCHEMA)  # idempotent; executescript commits by itself
+        # Added with note revisions: every version stays indexed (so a sync never re-reads it),
+        # and ``current`` says which still stand. Older catalogues get the columns here.
+        have = {r["name"] for r in db.execute("PRAGMA table_info(notes_index)")}
+        for column, decl in (("replaces", "TEXT"), ("withdrawn", "INTEGER NOT NULL DEFAULT 0"),
+                             ("current", "INTEGER NOT NULL DEFAULT 1")):
+            if column not in have:
+                db.execute(f"ALTER TABLE notes_index ADD COLUMN {column} {decl}")
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     # ---- connections -----------------------------------------------------------------
@@ -396,12 +403,17 @@ class Catalog:
 
     # ---- notes ----------------------------------------------------------------------------
     def index_notes(self, call_id: str, notes: Iterable["Note"], *, replace: bool) -> None:
-        """Record ``notes`` of ``call_id`` in notes_index (``replace``: they are all its notes)."""
-        rows = [(n.call_id, n.note_id, "," + ",".join(n.tags) + ",") for n in notes]
+        """Record note objects of ``call_id`` (every version: revisions and withdrawals too) in
+        notes_index (``replace``: they are all its notes), then mark which still stand."""
+        rows = [(n.call_id, n.note_id, "," + ",".join(n.tags) + ",", n.replaces, int(n.withdrawn)) for n in notes]
         with self._tx() as tx:
             if replace:
                 tx.execute("DELETE FROM notes_index WHERE call_id = ?", (call_id,))
-            tx.executemany("INSERT OR REPLACE INTO notes_index (call_id, note_id, tags) VALUES (?, ?, ?)", rows)
+            tx.executemany("INSERT OR REPLACE INTO notes_index (call_id, note_id, tags, replaces, withdrawn) "
+                           "VALUES (?, ?, ?, ?, ?)", rows)
+            tx.execute("UPDATE notes_index SET current = CASE WHEN withdrawn = 1 OR note_id IN "
+                       "(SELECT replaces FROM notes_index WHERE call_id = ? AND replaces IS NOT NULL) "
+                       "THEN 0 ELSE 1 END WHERE call_id = ?", (call_id, call_id))
 
     def sync_notes(self, store: Store, call_ids: Iterable[str]) -> int:
         """Re-read the notes of these calls from the store into notes_index; returns how many."""
@@ -467,9 +479,11 @@ class Catalog:
         if f.had_payment_pause is not None:
             add("payment_pause_count > 0" if f.had_payment_pause else "payment_pause_count = 0")
         if f.has_notes is not None:
-            add(("" if f.has_notes else "NOT ") + "EXISTS (SELECT 1 FROM notes_index n WHERE n.call_id = calls.call_id)")
+            add(("" if f.has_notes else "NOT ") +
+                "EXISTS (SELECT 1 FROM notes_index n WHERE n.call_id = calls.call_id AND n.current = 1)")
         if f.tag is not None:
-            add("EXISTS (SELECT 1 FROM notes_index n WHERE n.call_id = calls.call_id AND instr(n.tags, ?) > 0)",
+            add("EXISTS (SELECT 1 FROM notes_index n WHERE n.call_id = calls.call_id AND n.current = 1 "
+                "AND instr(n.tags, ?) > 0)",
                 "," + f.tag + ",")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
@@ -522,13 +536,13 @@ class Catalog:
     def all_tags(self) -> list[str]:
         """Every tag used on any note in the catalogue, sorted."""
         out: set[str] = set()
-        for r in self._db().execute("SELECT DISTINCT tags FROM notes_index"):
+        for r in self._db().execute("SELECT DISTINCT tags FROM notes_index WHERE current = 1"):
             out.update(t for t in r["tags"].split(",") if t)
         return sorted(out)
 
     def tags(self, call_id: str) -> list[str]:
         out: set[str] = set()
-        for r in self._db().execute("SELECT tags FROM notes_index WHERE call_id = ?", (call_id,)):
+        for r in self._db().execute("SELECT tags FROM notes_index WHERE call_id = ? AND current = 1", (call_id,)):
             out.update(t for t in r["tags"].split(",") if t)
         return sorted(out)
 

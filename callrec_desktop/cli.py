@@ -9,8 +9,10 @@ Contract (kept stable, documented in the README)::
     callrec catalog sync [--full] --store STORE [--db PATH]
     callrec find --store STORE [--caller C] [--from DATE] [--to DATE] [--line L] [--department D]
                  [--agent A] [--reason R] [--payment|--no-payment] [--min-seconds N] [--json]
-    callrec notes add CALL_ID --at SECONDS --text T [--tag X]... --store STORE --author A
-    callrec notes list CALL_ID --store STORE
+    callrec notes add CALL_ID --at SECONDS --text T [--tag X]... --author A --purpose P --store STORE
+    callrec notes change CALL_ID NOTE_ID --text T [--tag X]... --author A --purpose P --store STORE
+    callrec notes withdraw CALL_ID NOTE_ID --author A --purpose P --store STORE
+    callrec notes list CALL_ID [--versions] --store STORE
     callrec access-log CALL_ID --store STORE
     callrec verify --store STORE
     callrec ls --store STORE
@@ -88,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--store", required=required, help="folder path or s3://bucket/prefix")
         sp.add_argument("--endpoint-url", help="S3 endpoint (default: settings [store] endpoint_url)")
 
+    def purpose_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--purpose", required=True, metavar="PURPOSE", type=_purpose_arg,
+                        help="why (privacy notice section 4): complaint, fraud_investigation, staff_training, "
+                             "staff_safety or other (with --reason); logged in the call's access log")
+        sp.add_argument("--reason", help="the reason in words (required with --purpose other)")
+
     r = sub.add_parser("record", help="record a source with a script of call events")
     r.add_argument("--source", required=True, help="an audio file (mono: agent; stereo: agent left, caller right) or 'device'")
     r.add_argument("--script", required=True, type=Path, help="JSON list of call events")
@@ -109,10 +117,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="start this many seconds into the call (default: the call's start)")
     e.add_argument("--to", dest="to_seconds", type=float, metavar="SECONDS",
                    help="end this many seconds into the call (default: the call's end); clamped to the call")
-    e.add_argument("--purpose", required=True, metavar="PURPOSE", type=_purpose_arg,
-                   help="why (privacy notice section 4): complaint, fraud_investigation, staff_training, "
-                        "staff_safety or other (with --reason); logged in the call's access log")
-    e.add_argument("--reason", help="the reason in words (required with --purpose other)")
+    purpose_args(e)
     e.set_defaults(func=cmd_export)
 
     v = sub.add_parser("verify", help="check every recording's objects against its manifest")
@@ -154,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     sg.add_argument("--token", help="API token (default: $CALLREC_CONTROL_TOKEN, else the OS keyring); "
                                     "visible to other users in the process list, so prefer those")
     sg.set_defaults(func=cmd_signal)
-    _add_catalog_commands(sub, store_args)
+    _add_catalog_commands(sub, store_args, purpose_args)
     return p
 
 
@@ -573,7 +578,7 @@ def _log_access(config: Config, store, action: str, call_id: str, purpose, detai
     return True
 
 
-def _add_catalog_commands(sub, store_args) -> None:
+def _add_catalog_commands(sub, store_args, purpose_args) -> None:
     def catalog_args(sp: argparse.ArgumentParser) -> None:
         store_args(sp)
         sp.add_argument("--db", type=Path, help="catalogue file (default: the user cache folder's catalog.sqlite)")
@@ -614,10 +619,28 @@ def _add_catalog_commands(sub, store_args) -> None:
     na.add_argument("--text", required=True)
     na.add_argument("--tag", action="append", default=[], help="a short slug; repeatable")
     na.add_argument("--author", required=True, help="the team leader's id")
+    purpose_args(na)
     na.set_defaults(func=cmd_notes_add)
+    nc = n_sub.add_parser("change", help="replace the text and tags of your own note (the old version is kept)")
+    nc.add_argument("call_id")
+    nc.add_argument("note_id")
+    store_args(nc)
+    nc.add_argument("--text", required=True)
+    nc.add_argument("--tag", action="append", default=[], help="a short slug; repeatable")
+    nc.add_argument("--author", required=True, help="the team leader's id (the note's author)")
+    purpose_args(nc)
+    nc.set_defaults(func=cmd_notes_change)
+    nw = n_sub.add_parser("withdraw", help="withdraw your own note (a record of it is kept)")
+    nw.add_argument("call_id")
+    nw.add_argument("note_id")
+    store_args(nw)
+    nw.add_argument("--author", required=True, help="the team leader's id (the note's author)")
+    purpose_args(nw)
+    nw.set_defaults(func=cmd_notes_withdraw)
     nl = n_sub.add_parser("list", help="list a call's notes")
     nl.add_argument("call_id")
     store_args(nl)
+    nl.add_argument("--versions", action="store_true", help="every version, changed and withdrawn ones too")
     nl.add_argument("--json", action="store_true")
     nl.set_defaults(func=cmd_notes_list)
 
@@ -719,25 +742,44 @@ def cmd_find(args) -> int:
     return 0
 
 
-def cmd_notes_add(args) -> int:
+def _change_note(args, change) -> int:
+    """Run ``change(NoteStore, manifest)`` (add / change / withdraw), then log it with the
+    purpose and the note's id. A note that was stored but could not be logged: exit 1."""
     from callrec_desktop.archive import ArchiveError, load_manifest
     from callrec_desktop.notes import NoteError, NoteStore
 
     config = _config(args)
     _check_call_id(args.call_id)
+    purpose = _purpose(args.purpose, args.reason)
     store = _open_store(config, args.store, args.endpoint_url)
     try:
-        manifest = load_manifest(store, args.call_id)
-        note = NoteStore(store).add(args.call_id, args.author, args.at, args.text, args.tag, args.end,
-                                    manifest=manifest)
+        note = change(NoteStore(store), load_manifest(store, args.call_id))
     except NoteError as exc:
         raise UsageError(str(exc)) from None
     except ArchiveError as exc:
         print(f"callrec: error: {exc}", file=sys.stderr)
         return EXIT_FAULT
+    detail = {"note_id": note.note_id}
+    if note.replaces is not None:
+        detail["withdraws" if note.withdrawn else "replaces"] = note.replaces
     print(json.dumps({"note_id": note.note_id, "call_id": note.call_id, "at_seconds": note.at_seconds,
-                      "tags": list(note.tags)}))
-    return 0
+                      "end_seconds": note.end_seconds, "tags": list(note.tags), "replaces": note.replaces,
+                      "withdrawn": note.withdrawn}))
+    return 0 if _log_access(config, store, "note", note.call_id, purpose, detail) else EXIT_FAULT
+
+
+def cmd_notes_add(args) -> int:
+    return _change_note(args, lambda notes, manifest: notes.add(
+        args.call_id, args.author, args.at, args.text, args.tag, args.end, manifest=manifest))
+
+
+def cmd_notes_change(args) -> int:
+    return _change_note(args, lambda notes, manifest: notes.revise(
+        args.call_id, args.author, args.note_id, args.text, args.tag, manifest=manifest))
+
+
+def cmd_notes_withdraw(args) -> int:
+    return _change_note(args, lambda notes, manifest: notes.withdraw(args.call_id, args.author, args.note_id))
 
 
 def cmd_notes_list(args) -> int:
@@ -749,15 +791,18 @@ def cmd_notes_list(args) -> int:
     notes = NoteStore(store).list(args.call_id)
     for key, problem in notes.problems:
         print(f"callrec: warning: skipped {key}: {problem}", file=sys.stderr)
-    for n in notes:
+    for n in (notes.versions if args.versions else notes):
         if args.json:
             print(json.dumps({"note_id": n.note_id, "author": n.author, "created_at": n.created_at.isoformat(),
                               "at_seconds": n.at_seconds, "end_seconds": n.end_seconds, "text": n.text,
-                              "tags": list(n.tags)}, ensure_ascii=False))
+                              "tags": list(n.tags), "replaces": n.replaces, "withdrawn": n.withdrawn},
+                             ensure_ascii=False))
         else:
             span = f"{n.at_seconds:.1f}s" + (f"-{n.end_seconds:.1f}s" if n.end_seconds is not None else "")
             tags = f" [{', '.join(n.tags)}]" if n.tags else ""
-            print(f"{span:>14}  {n.author}  {n.created_at:%Y-%m-%d %H:%M}Z{tags}: {n.text}")
+            what = (f" (withdraws {n.replaces})" if n.withdrawn else
+                    f" (replaces {n.replaces})" if n.replaces is not None else "")
+            print(f"{span:>14}  {n.author}  {n.created_at:%Y-%m-%d %H:%M}Z{tags}{what}: {n.text}")
     return 0
 
 

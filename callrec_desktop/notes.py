@@ -58,11 +58,17 @@ class Note:
     end_seconds: float | None
     text: str
     tags: tuple[str, ...] = ()
+    replaces: str | None = None  # the note this one revises or withdraws (its author's own)
+    withdrawn: bool = False  # True: ``replaces`` is withdrawn; this object only records that
 
     def to_json(self) -> bytes:
         doc = {"schema_version": SCHEMA_VERSION, "note_id": self.note_id, "call_id": self.call_id,
                "author": self.author, "created_at": iso_utc(self.created_at), "at_seconds": self.at_seconds,
                "end_seconds": self.end_seconds, "text": self.text, "tags": list(self.tags)}
+        if self.replaces is not None:  # optional keys: a note that revises nothing is as before
+            doc["replaces"] = self.replaces
+        if self.withdrawn:
+            doc["withdrawn"] = True
         return (json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
 
     @classmethod
@@ -74,10 +80,15 @@ class Note:
             tags = doc.get("tags") or []
             if not isinstance(tags, list):
                 raise ValueError("tags must be a list")
+            replaces = doc.get("replaces")
+            withdrawn = doc.get("withdrawn", False)
+            if not isinstance(withdrawn, bool) or (withdrawn and replaces is None):
+                raise ValueError("withdrawn must be true or false, and a withdrawal must name the note")
             note = cls(layout.validate_event_id(doc["note_id"]), validate_call_id(doc["call_id"]), doc["author"],
                        parse_iso_utc(doc["created_at"]), float(doc["at_seconds"]),
                        None if doc.get("end_seconds") is None else float(doc["end_seconds"]), doc["text"],
-                       tuple(validate_tag(t) for t in tags))
+                       tuple(validate_tag(t) for t in tags),
+                       None if replaces is None else layout.validate_event_id(replaces), withdrawn)
             if not isinstance(note.text, str) or not isinstance(note.author, str):
                 raise ValueError("text and author must be text")
             return note
@@ -86,9 +97,21 @@ class Note:
 
 
 class NoteList(list):
-    """Notes of a call sorted by position in the call; ``problems``: (key, why) for unreadable ones."""
+    """The current notes of a call, sorted by position in the call; ``problems``: (key, why) for
+    unreadable ones; ``versions``: every note object of the call (revisions and withdrawals too),
+    oldest first; ``revised``: the ids of current notes that revise an earlier version."""
 
     problems: tuple[tuple[str, str], ...] = ()
+    versions: tuple[Note, ...] = ()
+    revised: frozenset[str] = frozenset()
+
+
+def current_notes(versions: Iterable[Note]) -> list[Note]:
+    """The notes still standing among ``versions``: not revised by a later version, not
+    withdrawn, and not withdrawal records themselves."""
+    versions = list(versions)
+    gone = {n.replaces for n in versions if n.replaces is not None}
+    return [n for n in versions if n.note_id not in gone and not n.withdrawn]
 
 
 class NoteStore:
@@ -103,6 +126,51 @@ class NoteStore:
         """Validate and store a new note. The call's duration (for the time check) comes from
         ``manifest``, else from the catalog if it knows the call."""
         call_id = validate_call_id(call_id)
+        return self._store(self._new(call_id, author, at_seconds, end_seconds, text, tags, manifest))
+
+    def revise(self, call_id: str, author: str, note_id: str, text: str, tags: Iterable[str] = (),
+               at_seconds: float | None = None, end_seconds: float | None = None, *,
+               manifest: Manifest | None = None) -> Note:
+        """Store a new version of ``author``'s own current note ``note_id`` (same place in the
+        call unless given). The old version stays in the store: notes are write-once, and the
+        call's history shows every version."""
+        call_id = validate_call_id(call_id)
+        old = self._own_current(call_id, author, note_id)
+        at = old.at_seconds if at_seconds is None else at_seconds
+        end = old.end_seconds if at_seconds is None and end_seconds is None else end_seconds
+        return self._store(self._new(call_id, author, at, end, text, tags, manifest, replaces=old.note_id))
+
+    def withdraw(self, call_id: str, author: str, note_id: str) -> Note:
+        """Withdraw ``author``'s own current note ``note_id``: a record that it no longer stands
+        (the note itself stays in the store, and in the call's history)."""
+        call_id = validate_call_id(call_id)
+        old = self._own_current(call_id, author, note_id)
+        created = self._now()
+        return self._store(Note(layout.new_event_id(created), call_id, author.strip(), created, old.at_seconds,
+                                old.end_seconds, "", (), old.note_id, True))
+
+    def _own_current(self, call_id: str, author: str, note_id: str) -> Note:
+        if not isinstance(author, str) or not author.strip():
+            raise NoteError("a note needs its author")
+        try:
+            note_id = layout.validate_event_id(note_id)
+        except layout.InvalidKeyError as exc:
+            raise NoteError(str(exc)) from None
+        current = {n.note_id: n for n in self.list(call_id)}
+        old = current.get(note_id)
+        if old is None:
+            raise NoteError(f"note {note_id} is not a current note of call {call_id} "
+                            "(revised or withdrawn since, or never there)")
+        if old.author != author.strip():
+            raise NoteError(f"note {note_id} is {old.author}'s: only its author can change or withdraw it")
+        return old
+
+    def _now(self) -> datetime:
+        created = self._clock().astimezone(timezone.utc)
+        return created.replace(microsecond=created.microsecond // 1000 * 1000)  # as stored
+
+    def _new(self, call_id: str, author: str, at_seconds: float, end_seconds: float | None, text: str,
+             tags: Iterable[str], manifest: Manifest | None, replaces: str | None = None) -> Note:
         if not isinstance(author, str) or not author.strip():
             raise NoteError("a note needs its author")
         if not isinstance(text, str) or not text.strip():
@@ -126,19 +194,21 @@ class NoteStore:
             for name, value in (("at", at_seconds), ("end", end_seconds)):
                 if value is not None and value > duration + 0.001:
                     raise NoteError(f"note {name} {value} s is after the end of the call ({duration:.3f} s)")
-        created = self._clock().astimezone(timezone.utc)
-        created = created.replace(microsecond=created.microsecond // 1000 * 1000)  # as stored
-        note = Note(layout.new_event_id(created), call_id, author.strip(), created, at_seconds, end_seconds,
-                    text, tags)
+        created = self._now()
+        return Note(layout.new_event_id(created), call_id, author.strip(), created, at_seconds, end_seconds,
+                    text, tags, replaces)
+
+    def _store(self, note: Note) -> Note:
         body = note.to_json()
-        self.store.put(layout.note_key(call_id, note.note_id), body, sha256=hashlib.sha256(body).hexdigest(),
-                       metadata={"kind": "note", "call_id": call_id}, content_type="application/json")
+        self.store.put(layout.note_key(note.call_id, note.note_id), body, sha256=hashlib.sha256(body).hexdigest(),
+                       metadata={"kind": "note", "call_id": note.call_id}, content_type="application/json")
         if self.catalog is not None:
-            self.catalog.index_notes(call_id, [note], replace=False)
+            self.catalog.index_notes(note.call_id, [note], replace=False)
         return note
 
     def list(self, call_id: str) -> NoteList:
-        """Every note on the call, by position in the call then creation time."""
+        """The call's current notes (latest versions, none withdrawn), by position in the
+        call then creation time; every version in ``.versions``."""
         notes, problems = [], []
         for key in self.store.list(layout.notes_prefix(call_id)):
             if not key.endswith(".json"):
@@ -148,10 +218,13 @@ class NoteStore:
             except (ValueError, PermanentStoreError) as exc:
                 log.warning("skipped %s", exc)
                 problems.append((key, str(exc)))
-        out = NoteList(sorted(notes, key=lambda n: (n.at_seconds, n.created_at, n.note_id)))
+        versions = sorted(notes, key=lambda n: (n.created_at, n.note_id))
+        out = NoteList(sorted(current_notes(versions), key=lambda n: (n.at_seconds, n.created_at, n.note_id)))
         out.problems = tuple(problems)
+        out.versions = tuple(versions)
+        out.revised = frozenset(n.note_id for n in out if n.replaces is not None)
         if self.catalog is not None:
-            self.catalog.index_notes(call_id, out, replace=True)
+            self.catalog.index_notes(call_id, versions, replace=True)
         return out
 
     def read(self, key: str) -> Note:

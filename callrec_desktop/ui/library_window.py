@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -129,8 +130,12 @@ def describe_history(events: list[AccessEvent]) -> str:
     for e in events:
         purpose = PURPOSES.get(e.purpose, e.purpose)
         reason = f" — “{_escape(e.reason)}”" if e.reason else ""
-        lines.append(f"{_when(e.at)}: <b>{_escape(e.user)}</b> ({_escape(e.workstation)}) "
-                     f"{ACTION_WORDS.get(e.action, e.action)} it for: {purpose}{reason}")
+        detail = e.detail or {}
+        did = ("withdrew a note on" if e.action == "note" and "withdraws" in detail else
+               "changed a note on" if e.action == "note" and "replaces" in detail else
+               ACTION_WORDS.get(e.action, e.action))
+        lines.append(f"{_when(e.at)}: <b>{_escape(e.user)}</b> ({_escape(e.workstation)}) {did} it for: "
+                     f"{purpose}{reason}")
     return "<br>".join(lines)
 
 
@@ -139,6 +144,13 @@ def call_summary(m: Manifest | None) -> str:
         return "this recording"
     return (f"the call on {m.line_number} ({m.department}) with {m.caller or 'a withheld number'}, "
             f"{_when(m.started_at)}")
+
+
+def ask_confirmation(parent: QWidget | None, title: str, text: str) -> bool:
+    """The default ``confirm``: a Yes/No question, No by default."""
+    answer = QMessageBox.question(parent, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                  QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
 
 
 def ask_export_path(parent: QWidget | None, suggested: str) -> Path | None:
@@ -208,6 +220,14 @@ class _Progress:
 
 # ---- the window ---------------------------------------------------------------------------------
 
+class _NoteNotLogged(Exception):
+    """A note was stored but its access-log entry could not be (worker → GUI thread)."""
+
+    def __init__(self, note: Note, notes: list[Note], cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.note, self.notes, self.cause = note, notes, cause
+
+
 class LibraryWindow(QMainWindow):
     """The Library. ``user`` and ``workstation`` go into every access event and note."""
 
@@ -217,13 +237,14 @@ class LibraryWindow(QMainWindow):
     history_shown = Signal(str)  # call_id
     access_recorded = Signal(object)  # AccessEvent
     access_refused = Signal(str)  # why a play/export did not happen
-    note_added = Signal(object)  # Note
+    note_added = Signal(object)  # Note (a new note, a revision or a withdrawal record)
     export_finished = Signal(object)  # Path, or None when it failed
 
     def __init__(self, catalog: Catalog, store: Store, adapter: DeskAdapter, *, user: str, workstation: str,
                  cache_dir: Path, lines: Lines | None = None,
                  choose_purpose: Callable[[QWidget, str, str], Purpose | None] = ask_purpose,
                  choose_export_path: Callable[[QWidget, str], Path | None] = ask_export_path,
+                 confirm: Callable[[QWidget, str, str], bool] = ask_confirmation,
                  output_factory: Callable[..., Any] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.catalog = catalog
@@ -234,6 +255,7 @@ class LibraryWindow(QMainWindow):
         self.access = AccessLog(store, user=user, workstation=workstation)
         self._choose_purpose = choose_purpose
         self._choose_export_path = choose_export_path
+        self._confirm = confirm
         self._purposes: dict[str, Purpose] = {}  # call_id -> purpose given before its first play
         self.call_id: str | None = None
         self.manifest: Manifest | None = None
@@ -402,8 +424,10 @@ class LibraryWindow(QMainWindow):
         top.setStretchFactor(1, 2)
         top.setSizes([820, 460])
         self.player = PlayerWidget(self.adapter, cache_dir=cache_dir, request_access=self.request_access,
-                                   output_factory=output_factory, parent=central)
+                                   output_factory=output_factory, user=self.user, parent=central)
         self.player.note_requested.connect(self._on_player_note_requested)
+        self.player.note_revision_requested.connect(self._on_player_note_revision_requested)
+        self.player.note_withdraw_requested.connect(self._on_player_note_withdraw_requested)
         self.player.range_selected.connect(self._on_player_range_selected)
         split = QSplitter(Qt.Orientation.Vertical, central)
         split.addWidget(top)
@@ -787,34 +811,70 @@ class LibraryWindow(QMainWindow):
         self.adapter.run_task(work, done, name="library-export")
 
     def _on_player_note_requested(self, at_seconds: float, end_seconds: float | None, text: str, tags: tuple) -> None:
-        call_id, manifest = self.call_id, self.manifest
+        call_id, manifest, user = self.call_id, self.manifest, self.user
         if call_id is None or manifest is None:
             return
-        self.request_access("note", lambda: self._add_note(call_id, manifest, at_seconds, end_seconds, text, tags))
+        self._save_note(lambda notes: notes.add(call_id, user, at_seconds, text, tags, end_seconds, manifest=manifest))
 
-    def _add_note(self, call_id: str, manifest: Manifest, at_seconds: float, end_seconds: float | None, text: str,
-                  tags: tuple) -> None:
-        purpose = self._purposes.get(call_id)
-        notes, access, catalog, user = self.notes, self.access, self.catalog, self.user
+    def _on_player_note_revision_requested(self, note_id: str, text: str, tags: tuple) -> None:
+        call_id, manifest, user = self.call_id, self.manifest, self.user
+        if call_id is None or manifest is None:
+            return
+        self._save_note(lambda notes: notes.revise(call_id, user, note_id, text, tags, manifest=manifest))
+
+    def _on_player_note_withdraw_requested(self, note_id: str) -> None:
+        call_id, user = self.call_id, self.user
+        if call_id is None or not self._confirm(self, "Withdraw note",
+                                                "Withdraw your note? Nobody will see it any more; a record "
+                                                "that it was there and withdrawn is kept."):
+            return
+        self._save_note(lambda notes: notes.withdraw(call_id, user, note_id))
+
+    def _save_note(self, change: Callable[[NoteStore], Note]) -> None:
+        """Add, revise or withdraw a note (``change``, on a worker), then log it with the
+        purpose (asked unless this call was played for one) and the note's id, and show the
+        call's notes. A note is the team leader's own words, not the recording leaving: it is
+        logged once it exists, so the entry can name it."""
+        call_id = self.call_id
+        if call_id is None:
+            return
+        purpose = self._purposes.get(call_id) or self._choose_purpose(self, "note", call_summary(self.manifest))
+        if purpose is None:
+            self.message.setText("Cancelled: no purpose was given.")
+            emit_signal(self.access_refused, "cancelled")
+            return
+        notes, access, catalog = self.notes, self.access, self.catalog
 
         def work() -> tuple[Note, list[Note]]:  # worker thread
             try:
-                note = notes.add(call_id, user, at_seconds, text, tags, end_seconds, manifest=manifest)
-                if purpose is not None:
-                    access.record("note", call_id, purpose.code, purpose.reason, {"note_id": note.note_id})
+                note = change(notes)
+                detail = {"note_id": note.note_id}
+                if note.replaces is not None:
+                    detail["withdraws" if note.withdrawn else "replaces"] = note.replaces
+                try:
+                    access.record("note", call_id, purpose.code, purpose.reason, detail)
+                except Exception as exc:  # the note exists: say so, and that its log entry is missing
+                    raise _NoteNotLogged(note, notes.list(call_id), exc) from exc
                 return note, notes.list(call_id)
             finally:
                 catalog.close()
 
         def done(result: TaskResult) -> None:
-            if not result.ok:
+            warning = ""
+            if isinstance(result.error, _NoteNotLogged):
+                log.error("note %s saved but not logged: %s", result.error.note.note_id, result.error.cause)
+                note, all_notes = result.error.note, result.error.notes
+                warning = f"The note was saved, but the access log could not be written ({result.error.cause}). Tell IT."
+            elif not result.ok:
                 why = result.error if isinstance(result.error, NoteError) else f"could not be saved ({result.error})"
-                self.player.status.setText(f"Note not added: {why}")
+                self.player.status.setText(f"Note not saved: {why}")
                 return
-            note, all_notes = result.value
+            else:
+                note, all_notes = result.value
             if call_id == self.call_id:
                 self.player.set_notes(all_notes)
                 self.player.note_saved()
+                self.player.status.setText(warning)
                 self._refresh_history()
             emit_signal(self.note_added, note)
 

@@ -283,13 +283,18 @@ class PlayerWidget(QWidget):
     loaded = Signal(str)  # call_id, once the waveform is shown and the player is ready
     load_failed = Signal(str)
     note_requested = Signal(float, object, str, object)  # at, end (None: a point), text, tags (tuple[str, ...])
+    note_revision_requested = Signal(str, str, object)  # note_id, new text, new tags
+    note_withdraw_requested = Signal(str)  # note_id
     note_clicked = Signal(float)
     range_selected = Signal(object)  # (start, end) seconds, or None
 
     def __init__(self, adapter: DeskAdapter, *, cache_dir: Path,
                  request_access: Callable[[str, Callable[[], None]], None],
-                 output_factory: Callable[..., Any] | None = None, parent: QWidget | None = None) -> None:
+                 output_factory: Callable[..., Any] | None = None, user: str | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.user = user  # whose notes may be changed or withdrawn here
+        self.editing: Note | None = None  # the note being changed, while its text is in the fields
         self._adapter = adapter
         self._cache_dir = Path(cache_dir)
         self._request_access = request_access
@@ -363,7 +368,17 @@ class PlayerWidget(QWidget):
         self.note_list = QListWidget(self)
         self.note_list.setAccessibleName("Notes on this call; click one to jump to it")
         self.note_list.itemClicked.connect(self._on_note_list_item_clicked)
+        self.note_list.currentRowChanged.connect(self._on_note_list_current_row_changed)
         self.note_list.setWordWrap(True)
+        self.change_note_button = QPushButton("Change…", self)
+        self.change_note_button.setToolTip("Change your note: its text and tags (the earlier version is kept)")
+        self.change_note_button.clicked.connect(self._on_change_note_button_clicked)
+        self.withdraw_note_button = QPushButton("Withdraw", self)
+        self.withdraw_note_button.setToolTip("Withdraw your note (a record of it is kept)")
+        self.withdraw_note_button.clicked.connect(self._on_withdraw_note_button_clicked)
+        self.cancel_change_button = QPushButton("Cancel change", self)
+        self.cancel_change_button.clicked.connect(self.cancel_change)
+        self.cancel_change_button.setVisible(False)
         self.note_text = QLineEdit(self)
         self.note_text.setPlaceholderText("Note text")
         self.note_text.setAccessibleName("Note text")
@@ -375,9 +390,14 @@ class PlayerWidget(QWidget):
         notes = QVBoxLayout()
         notes.addWidget(QLabel("<b>Notes</b>", self))
         notes.addWidget(self.note_list, 1)
+        note_buttons = QHBoxLayout()
+        note_buttons.addWidget(self.change_note_button)
+        note_buttons.addWidget(self.withdraw_note_button)
+        notes.addLayout(note_buttons)
         notes.addWidget(self.note_text)
         notes.addWidget(self.note_tags)
         notes.addWidget(self.add_note_button)
+        notes.addWidget(self.cancel_change_button)
         notes_box = QWidget(self)
         notes_box.setLayout(notes)
         notes_box.setMaximumWidth(340)
@@ -442,6 +462,8 @@ class PlayerWidget(QWidget):
             player, self.player = self.player, None
             player.close()
         self.manifest = None
+        self.editing = None
+        self.cancel_change_button.setVisible(False)
         self.wave.set_waveform(None, "Select a call to see and play it.")
         self._on_wave_range_selected(None)
         self.play_button.setText("▶ Play")
@@ -450,6 +472,7 @@ class PlayerWidget(QWidget):
         self._enable(False)
 
     def set_notes(self, notes: list[Note]) -> None:
+        """Show the call's current notes (a revision says "changed")."""
         self.notes = list(notes)
         self.note_list.clear()
         for n in self.notes:
@@ -457,9 +480,11 @@ class PlayerWidget(QWidget):
             when = format_duration(n.at_seconds)
             if n.end_seconds is not None:
                 when += f"–{format_duration(n.end_seconds)}"
-            item = QListWidgetItem(f"{when}  {n.text}{tags}\n— {n.author}")
+            changed = " (changed)" if n.replaces is not None else ""
+            item = QListWidgetItem(f"{when}  {n.text}{tags}\n— {n.author}{changed}")
             item.setData(Qt.ItemDataRole.UserRole, n.at_seconds)
             self.note_list.addItem(item)
+        self._on_note_list_current_row_changed(self.note_list.currentRow())
         self.wave.note_times = [n.at_seconds for n in self.notes]
         self.wave.note_ranges = [(n.at_seconds, n.end_seconds) for n in self.notes if n.end_seconds is not None]
         self.wave.update()
@@ -499,6 +524,8 @@ class PlayerWidget(QWidget):
             self.selection_label.setText(f"Selected {format_duration(a)}–{format_duration(b)} "
                                          f"({b - a:.1f} s): add a note on it, or export it.")
             self.add_note_button.setText("Add note on the selection")
+        if self.editing is not None:
+            self.add_note_button.setText("Save changes")
         self.clear_selection_button.setVisible(selection is not None)
         emit_signal(self.range_selected, selection)
 
@@ -584,19 +611,56 @@ class PlayerWidget(QWidget):
         self.seek(seconds)
         emit_signal(self.note_clicked, seconds)
 
+    def selected_note(self) -> Note | None:
+        row = self.note_list.currentRow()
+        return self.notes[row] if 0 <= row < len(self.notes) else None
+
+    def _on_note_list_current_row_changed(self, _: int) -> None:
+        note = self.selected_note()
+        own = note is not None and self.user is not None and note.author == self.user and self.manifest is not None
+        self.change_note_button.setEnabled(own and self.editing is None)
+        self.withdraw_note_button.setEnabled(own and self.editing is None)
+
+    def _on_change_note_button_clicked(self) -> None:
+        note = self.selected_note()
+        if note is None:
+            return
+        self.editing = note
+        self.note_text.setText(note.text)
+        self.note_tags.setText(", ".join(note.tags))
+        self.add_note_button.setText("Save changes")
+        self.cancel_change_button.setVisible(True)
+        self._on_note_list_current_row_changed(self.note_list.currentRow())
+        self.note_text.setFocus()
+
+    def cancel_change(self) -> None:
+        self.editing = None
+        self.note_text.clear()
+        self.note_tags.clear()
+        self.cancel_change_button.setVisible(False)
+        self._on_wave_range_selected(self.wave.selection)  # the add button's words again
+        self._on_note_list_current_row_changed(self.note_list.currentRow())
+
+    def _on_withdraw_note_button_clicked(self) -> None:
+        note = self.selected_note()
+        if note is not None:
+            emit_signal(self.note_withdraw_requested, note.note_id)
+
     def _on_add_note_button_clicked(self) -> None:
         text = self.note_text.text().strip()
         if not text:
             self.status.setText("Write the note first.")
             return
         tags = tuple(t.strip().lower() for t in self.note_tags.text().replace(";", ",").split(",") if t.strip())
+        if self.editing is not None:
+            emit_signal(self.note_revision_requested, self.editing.note_id, text, tags)
+            return
         sel = self.wave.selection
         at, end = (sel[0], sel[1]) if sel is not None else (self.position, None)
         emit_signal(self.note_requested, round(at, 3), None if end is None else round(end, 3), text, tags)
 
     def note_saved(self) -> None:
-        self.note_text.clear()
-        self.note_tags.clear()
+        self.cancel_change()
         self.status.setText("")
 
     def timers(self) -> list[QTimer]:

@@ -24,6 +24,7 @@ from callrec_desktop.governance.access_log import AccessLog
 from callrec_desktop.governance.purposes import Purpose
 from callrec_desktop.notes import NoteStore
 from callrec_desktop.storage import layout
+from callrec_desktop.storage.base import PermanentStoreError
 from callrec_desktop.storage.folder import FolderStore
 from callrec_desktop.ui.adapter import DeskAdapter
 from callrec_desktop.ui.library_window import LibraryWindow
@@ -68,22 +69,28 @@ class NullOutput:
 class Leader:
     """A team leader's Library window, with the dialogs answered by the test."""
 
-    def __init__(self, qtbot, tmp_path: Path, store_root: Path, user: str) -> None:
+    def __init__(self, qtbot, tmp_path: Path, store_root: Path, user: str, wrap=None) -> None:
         self.qtbot = qtbot
-        self.store = FolderStore(store_root)
+        self.store = FolderStore(store_root) if wrap is None else wrap(FolderStore(store_root))
         self.catalog = Catalog(tmp_path / f"cache-{user}" / "catalog.sqlite")
         self.adapter = DeskAdapter()
         self.purpose: Purpose | None = None
         self.asked: list[str] = []
         self.export_path: Path | None = None
+        self.confirm_answer = True
+        self.confirmations: list[str] = []
         self.window = LibraryWindow(self.catalog, self.store, self.adapter, user=user, workstation=f"pc-{user}",
                                     cache_dir=tmp_path / f"cache-{user}" / "waveforms",
                                     choose_purpose=self._choose_purpose,
                                     choose_export_path=lambda parent, suggested: self.export_path,
-                                    output_factory=NullOutput)
+                                    confirm=self._confirm, output_factory=NullOutput)
         self.window.show()
         qtbot.waitExposed(self.window)
         qtbot.waitUntil(lambda: self.window.model.total is not None, timeout=5000)
+
+    def _confirm(self, parent, title, text):
+        self.confirmations.append(title)
+        return self.confirm_answer
 
     def _choose_purpose(self, parent, action, summary):
         self.asked.append(action)
@@ -128,8 +135,8 @@ def store_root(template, tmp_path) -> Path:
 def leaders(qtbot, tmp_path, store_root):
     made: list[Leader] = []
 
-    def make(user: str = "tl001") -> Leader:
-        leader = Leader(qtbot, tmp_path, store_root, user)
+    def make(user: str = "tl001", wrap=None) -> Leader:
+        leader = Leader(qtbot, tmp_path, store_root, user, wrap)
         made.append(leader)
         return leader
 
@@ -464,3 +471,94 @@ def test_filter_lists_are_filled_from_the_catalogue_and_every_filter_narrows_the
     assert _items(w.tag) == ["", "good-practice"]
     w.tag.setCurrentIndex(1)
     assert lib.search() == {calls["transfer"].call_id}
+
+
+def test_a_team_leader_changes_and_withdraws_their_own_note_and_another_sees_only_what_stands(leaders, template):
+    lib, call = opened(leaders, template)
+    player = lib.window.player
+    lib.purpose = Purpose("staff_training")
+    player.seek(1.5)
+    player.note_text.setText("Card number read back aloud")
+    player.note_tags.setText("complaint")
+    with lib.qtbot.waitSignal(lib.window.note_added, timeout=5000) as added:
+        player.add_note_button.click()
+    first = added.args[0]
+    player.note_list.setCurrentRow(0)
+    assert player.change_note_button.isEnabled() and player.withdraw_note_button.isEnabled()
+
+    player.change_note_button.click()
+    assert (player.note_text.text(), player.note_tags.text()) == ("Card number read back aloud", "complaint")
+    assert player.add_note_button.text() == "Save changes"
+    player.note_text.setText("Agent paused before the card number: good")
+    player.note_tags.setText("good-practice")
+    with lib.qtbot.waitSignal(lib.window.note_added, timeout=5000) as changed:
+        player.add_note_button.click()
+    second = changed.args[0]
+    assert (second.replaces, second.at_seconds, second.tags) == (first.note_id, 1.5, ("good-practice",))
+    assert player.note_list.count() == 1 and player.add_note_button.text() == "Add note at current time"
+    assert player.note_list.item(0).text().startswith("00:01  Agent paused before the card number: good")
+    assert "(changed)" in player.note_list.item(0).text()
+    lib.qtbot.waitUntil(lambda: "changed a note on it" in lib.window.history_label.text(), timeout=5000)
+
+    # another team leader sees the change, and may neither change nor withdraw it
+    other = leaders("tl002")
+    other.sync()
+    other.window.tag.setEditText("complaint")
+    assert other.search() == set()
+    other.window.tag.setEditText("good-practice")
+    assert other.search() == {call.call_id}
+    other.select(call.call_id)
+    other.window.player.note_list.setCurrentRow(0)
+    assert not other.window.player.change_note_button.isEnabled()
+    assert not other.window.player.withdraw_note_button.isEnabled()
+
+    # the author withdraws it: asked first; "no" changes nothing
+    lib.confirm_answer = False
+    player.note_list.setCurrentRow(0)
+    player.withdraw_note_button.click()
+    assert lib.confirmations == ["Withdraw note"] and len(NoteStore(lib.store).list(call.call_id)) == 1
+    lib.confirm_answer = True
+    with lib.qtbot.waitSignal(lib.window.note_added, timeout=5000) as withdrawn:
+        player.withdraw_note_button.click()
+    assert withdrawn.args[0].withdrawn and player.note_list.count() == 0
+    listed = NoteStore(lib.store).list(call.call_id)
+    assert listed == [] and [n.note_id for n in listed.versions] == [first.note_id, second.note_id,
+                                                                      withdrawn.args[0].note_id]
+    history = AccessLog(lib.store, user="x", workstation="y").history(call.call_id)
+    assert [sorted(e.detail) for e in history if e.action == "note"] == [
+        ["note_id"], ["note_id", "replaces"], ["note_id", "withdraws"]]
+
+
+class NoAccessLogStore:
+    """A fault-injecting wrapper around the real FolderStore: every put under ``access/`` is
+    refused (a store whose access-log prefix is read-only); everything else is the real store."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.description = inner, inner.description
+
+    def put(self, key, source, **kw):
+        if key.startswith(layout.ACCESS_ROOT):
+            raise PermanentStoreError(f"{self.description} {key}: access denied (403, injected)")
+        return self.inner.put(key, source, **kw)
+
+    def get(self, key):
+        return self.inner.get(key)
+
+    def list(self, prefix):
+        return self.inner.list(prefix)
+
+
+def test_a_note_saved_whose_access_entry_cannot_be_written_says_so_and_is_still_shown(leaders, template):
+    call = template[1]["short"]
+    lib = leaders("tl001", wrap=NoAccessLogStore)
+    lib.sync()
+    lib.select(call.call_id)
+    lib.purpose = Purpose("staff_training")
+    player = lib.window.player
+    player.note_text.setText("Short call, no greeting")
+    with lib.qtbot.waitSignal(lib.window.note_added, timeout=5000) as added:
+        player.add_note_button.click()
+    assert [n.note_id for n in NoteStore(lib.store).list(call.call_id)] == [added.args[0].note_id]
+    assert player.note_list.count() == 1
+    assert "the access log could not be written" in player.status.text() and "Tell IT" in player.status.text()
+    assert AccessLog(lib.store, user="x", workstation="y").history(call.call_id) == []

@@ -35,18 +35,44 @@ def test_catalog_sync_find_by_caller_in_another_spelling(tmp_path, env):
     assert run(["catalog", "sync", "--store", tmp_path / "no-such-store"], env).returncode != 0
 
 
-def test_notes_add_and_list(tmp_path, env):
+def test_notes_add_change_withdraw_and_list_each_logged_with_its_purpose(tmp_path, env):
     call_id = _record(tmp_path, env, "07700 900123")
     store = tmp_path / "store"
+    why = ["--purpose", "staff_training"]
     added = run(["notes", "add", call_id, "--at", "1.5", "--text", "Good greeting", "--tag", "good-practice",
-                 "--tag", "greeting", "--store", store, "--author", "tl-anne"], env, 0)
-    assert json.loads(added.stdout)["tags"] == ["good-practice", "greeting"]
-    run(["notes", "add", call_id, "--at", "0.5", "--text", "Started well", "--store", store, "--author", "tl-bob"], env, 0)
+                 "--tag", "greeting", "--store", store, "--author", "tl-anne", *why], env, 0)
+    first = json.loads(added.stdout)
+    assert first["tags"] == ["good-practice", "greeting"] and first["replaces"] is None
+    run(["notes", "add", call_id, "--at", "0.5", "--text", "Started well", "--store", store, "--author", "tl-bob",
+         *why], env, 0)
     listed = run(["notes", "list", call_id, "--store", store, "--json"], env, 0)
     assert [json.loads(x)["text"] for x in listed.stdout.splitlines()] == ["Started well", "Good greeting"]
     assert "after the end" in run(["notes", "add", call_id, "--at", "99", "--text", "x", "--store", store,
-                                   "--author", "tl"], env, 2).stderr
+                                   "--author", "tl", *why], env, 2).stderr
     assert "short slugs" in run(["notes", "add", call_id, "--at", "1", "--text", "x", "--tag", "Bad Tag",
-                                 "--store", store, "--author", "tl"], env, 2).stderr
+                                 "--store", store, "--author", "tl", *why], env, 2).stderr
+    assert "--purpose" in run(["notes", "add", call_id, "--at", "1", "--text", "x", "--store", store,
+                               "--author", "tl"], env, 2).stderr
     found = run(["find", "--store", store, "--db", tmp_path / "c.sqlite", "--tag", "greeting", "--json"], env, 0)
     assert [json.loads(x)["call_id"] for x in found.stdout.splitlines()] == [call_id]
+
+    # only the author changes it; the change replaces it for the catalogue's tag filter too
+    assert "only its author" in run(["notes", "change", call_id, first["note_id"], "--text", "Mine now",
+                                     "--store", store, "--author", "tl-bob", *why], env, 2).stderr
+    changed = json.loads(run(["notes", "change", call_id, first["note_id"], "--text", "Good greeting, named the "
+                              "department", "--tag", "good-practice", "--store", store, "--author", "tl-anne", *why],
+                             env, 0).stdout)
+    assert changed["replaces"] == first["note_id"] and changed["at_seconds"] == 1.5
+    found = run(["find", "--store", store, "--db", tmp_path / "c.sqlite", "--tag", "greeting", "--json"], env, 0)
+    assert found.stdout == ""
+    withdrawn = json.loads(run(["notes", "withdraw", call_id, changed["note_id"], "--store", store,
+                                "--author", "tl-anne", *why], env, 0).stdout)
+    assert withdrawn["withdrawn"] is True
+    listed = run(["notes", "list", call_id, "--store", store, "--json"], env, 0)
+    assert [json.loads(x)["text"] for x in listed.stdout.splitlines()] == ["Started well"]
+    versions = run(["notes", "list", call_id, "--store", store, "--versions"], env, 0).stdout
+    assert f"(replaces {first['note_id']})" in versions and f"(withdraws {changed['note_id']})" in versions
+    log = run(["access-log", call_id, "--store", store, "--json"], env, 0)
+    details = [json.loads(x)["detail"] for x in log.stdout.splitlines()]
+    assert [sorted(d) for d in details] == [["note_id"], ["note_id"], ["note_id", "replaces"],
+                                            ["note_id", "withdraws"]]

@@ -372,3 +372,20 @@ def test_one_connection_per_thread(synced):
     t.join()
     assert out[0][0] == 5 and out[0][1] != id(cat._db())
     assert cat._db().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_catalogue_made_before_note_revisions_gets_the_new_columns_and_keeps_its_notes(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE notes_index (call_id TEXT NOT NULL, note_id TEXT NOT NULL, tags TEXT NOT NULL, "
+                     "PRIMARY KEY (call_id, note_id));"
+                     "INSERT INTO notes_index VALUES ('20260302T090000Z-0123456789ab', "
+                     "'20260306T100000000Z-0123456789ab', ',complaint,');")
+    db.close()
+    cat = Catalog(path)
+    columns = {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(notes_index)")}
+    assert {"replaces", "withdrawn", "current"} <= columns
+    assert cat.tags("20260302T090000Z-0123456789ab") == ["complaint"] and cat.all_tags() == ["complaint"]
+    Catalog(path)  # opening it again changes nothing

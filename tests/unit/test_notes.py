@@ -86,3 +86,89 @@ def test_an_unreadable_note_is_reported_not_raised(library):
     library.store.put(key, body, sha256=hashlib.sha256(body).hexdigest(), metadata={}, content_type="application/json")
     notes = NoteStore(library.store).list(call)
     assert notes == [] and [k for k, _ in notes.problems] == [key]
+
+
+# ---- revising and withdrawing ---------------------------------------------------------------
+
+
+def _ticking(start=datetime(2026, 3, 6, 10, 0, tzinfo=timezone.utc)):
+    at = [start]
+
+    def clock():
+        at[0] += timedelta(seconds=1)
+        return at[0]
+
+    return clock
+
+
+def test_a_revision_replaces_the_note_for_everyone_and_keeps_every_version_in_the_store(library, tmp_path):
+    m = library.calls["long"]
+    anne = NoteStore(library.store, clock=_ticking())
+    first = anne.add(m.call_id, "tl-anne", 1.0, "Greeting was rushed", tags=["greeting"], end_seconds=2.0, manifest=m)
+    second = anne.revise(m.call_id, "tl-anne", first.note_id, "Greeting was rushed but complete", tags=["good-practice"])
+    assert (second.replaces, second.at_seconds, second.end_seconds) == (first.note_id, 1.0, 2.0)
+    listed = anne.list(m.call_id)
+    assert listed == [second] and listed.revised == {second.note_id}
+    assert listed.versions == (first, second)
+    assert len(list(library.store.list(layout.notes_prefix(m.call_id)))) == 2  # write-once: both stay
+
+    # another team leader's catalogue, synced from scratch: only the current version counts
+    cat = Catalog(tmp_path / "other.sqlite")
+    cat.sync(library.store, today=DAY3.date())
+    assert cat.count(CatalogFilter(tag="good-practice")) == 1
+    assert cat.count(CatalogFilter(tag="greeting")) == 0
+    assert cat.tags(m.call_id) == ["good-practice"] and cat.all_tags() == ["good-practice"]
+    # and a sync that met the first version before the revision ends up the same
+    cat2 = Catalog(tmp_path / "early.sqlite")
+    NoteStore(library.store, cat2).list(m.call_id)
+    cat2.index_notes(m.call_id, [first], replace=True)  # as if only the first had been seen
+    assert cat2.tags(m.call_id) == ["greeting"]
+    cat2.sync(library.store, today=DAY3.date())
+    assert cat2.tags(m.call_id) == ["good-practice"]
+
+
+def test_a_withdrawn_note_no_longer_counts_but_its_record_stays(library, tmp_path):
+    m = library.calls["pay"]
+    cat = Catalog(tmp_path / "c.sqlite")
+    cat.sync(library.store, today=DAY3.date())
+    notes = NoteStore(library.store, cat, clock=_ticking())
+    note = notes.add(m.call_id, "tl-anne", 0.5, "Wrong call, sorry", tags=["complaint"], manifest=m)
+    assert cat.count(CatalogFilter(has_notes=True)) == 1
+    gone = notes.withdraw(m.call_id, "tl-anne", note.note_id)
+    assert (gone.withdrawn, gone.replaces, gone.text) == (True, note.note_id, "")
+    listed = notes.list(m.call_id)
+    assert listed == [] and listed.versions == (note, gone)
+    assert cat.count(CatalogFilter(has_notes=True)) == 0 and cat.count(CatalogFilter(tag="complaint")) == 0
+
+
+@pytest.mark.parametrize("who, target, message", [
+    ("tl-bob", "first", "only its author"),
+    ("tl-anne", "revised", "not a current note"),
+    ("tl-anne", "20260306T100000000Z-000000000000", "not a current note"),
+    ("tl-anne", "../../x", "not a note/event id"),
+])
+def test_only_the_author_changes_a_current_note_and_nothing_is_stored_otherwise(library, who, target, message):
+    m = library.calls["long"]
+    notes = NoteStore(library.store, clock=_ticking())
+    first = notes.add(m.call_id, "tl-anne", 1.0, "First", manifest=m)
+    revised = notes.revise(m.call_id, "tl-anne", first.note_id, "Second")
+    ids = {"first": revised.note_id, "revised": first.note_id}
+    before = list(library.store.list(layout.notes_prefix(m.call_id)))
+    for change in (lambda: notes.revise(m.call_id, who, ids.get(target, target), "Third"),
+                   lambda: notes.withdraw(m.call_id, who, ids.get(target, target))):
+        with pytest.raises(NoteError, match=message):
+            change()
+    assert list(library.store.list(layout.notes_prefix(m.call_id))) == before
+
+
+def test_a_malformed_revision_record_is_reported_not_raised(library):
+    m = library.calls["long"]
+    notes = NoteStore(library.store, clock=_ticking())
+    first = notes.add(m.call_id, "tl-anne", 1.0, "First", manifest=m)
+    bad = first.to_json().replace(b'"text"', b'"withdrawn": "yes", "replaces": "' + first.note_id.encode() + b'", "text"')
+    bad_id = layout.new_event_id(datetime(2026, 3, 6, 11, tzinfo=timezone.utc))
+    bad = bad.replace(first.note_id.encode(), bad_id.encode(), 1)
+    key = layout.note_key(m.call_id, bad_id)
+    library.store.put(key, bad, sha256=hashlib.sha256(bad).hexdigest(), metadata={}, content_type="application/json")
+    listed = notes.list(m.call_id)
+    assert listed == [first] and [k for k, _ in listed.problems] == [key]
