@@ -111,11 +111,13 @@ class RecorderSettings:
 
 @dataclass(frozen=True)
 class AudioSettings:
-    """Which capture devices to use. ``caller_device`` "" = caller on the agent device's 2nd channel."""
+    """Which audio devices to use. ``caller_device`` "" = caller on the agent device's 2nd
+    channel; ``output_device`` is the team leaders' playback device."""
 
     agent_device: str = "default"
     caller_device: str = ""
     channels: int = 2
+    output_device: str = "default"  # where the Library plays calls back
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,7 @@ _SCHEMA: Mapping[str, Mapping[str, _Key]] = {
         "agent_device": _Key("str", non_empty=True),
         "caller_device": _Key("str"),
         "channels": _Key("int", choices=(1, 2)),
+        "output_device": _Key("str", non_empty=True),
     },
     "store": {
         "url": _Key("store_url"),

@@ -516,6 +516,18 @@ def _describe_inputs() -> str:
     return f"available input devices: {listed}"
 
 
+def device_spec(device: str | int | None) -> str | int | None:
+    """A device as settings write it, as sounddevice takes it: "" or "default" is None (the
+    system default), "3" is the index 3, anything else a name (or part of one)."""
+    if isinstance(device, str):
+        device = device.strip()
+        if not device or device.lower() == "default":
+            return None
+        if device.isdigit():
+            return int(device)
+    return device
+
+
 def resolve_input_device(device: str | int | None, channels: int = 1) -> dict[str, Any]:
     """Find an input device as sounddevice describes it (a dict with ``index`` and ``name``).
 
@@ -525,13 +537,7 @@ def resolve_input_device(device: str | int | None, channels: int = 1) -> dict[st
     and AudioSourceError when the device has fewer input channels than ``channels``.
     """
     sd = _sounddevice()
-    spec: str | int | None = device
-    if isinstance(spec, str):
-        spec = spec.strip()
-        if not spec or spec.lower() == "default":
-            spec = None
-        elif spec.isdigit():
-            spec = int(spec)
+    spec = device_spec(device)
     try:
         info = dict(sd.query_devices(spec, kind="input"))
     except (sd.PortAudioError, ValueError) as exc:

@@ -245,7 +245,8 @@ class LibraryWindow(QMainWindow):
                  choose_purpose: Callable[[QWidget, str, str], Purpose | None] = ask_purpose,
                  choose_export_path: Callable[[QWidget, str], Path | None] = ask_export_path,
                  confirm: Callable[[QWidget, str, str], bool] = ask_confirmation,
-                 output_factory: Callable[..., Any] | None = None, parent: QWidget | None = None) -> None:
+                 output_factory: Callable[..., Any] | None = None, output_device: str | int | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.catalog = catalog
         self.store = store
@@ -268,12 +269,12 @@ class LibraryWindow(QMainWindow):
         self.model = LibraryModel(catalog, adapter, self)
         self.setWindowTitle("Call recordings — Library")
         self.resize(1280, 860)
-        self._build(lines, cache_dir, output_factory)
+        self._build(lines, cache_dir, output_factory, output_device)
         self.model.page_loaded.connect(self._on_model_page_loaded)
         self.model.load_failed.connect(self._on_model_load_failed)
 
     # ---- building ----------------------------------------------------------------------------------
-    def _build(self, lines: Lines | None, cache_dir: Path, output_factory) -> None:
+    def _build(self, lines: Lines | None, cache_dir: Path, output_factory, output_device) -> None:
         central = QWidget(self)
         root = QVBoxLayout(central)
         root.setSpacing(8)
@@ -424,7 +425,8 @@ class LibraryWindow(QMainWindow):
         top.setStretchFactor(1, 2)
         top.setSizes([820, 460])
         self.player = PlayerWidget(self.adapter, cache_dir=cache_dir, request_access=self.request_access,
-                                   output_factory=output_factory, user=self.user, parent=central)
+                                   output_factory=output_factory, output_device=output_device, user=self.user,
+                                   parent=central)
         self.player.note_requested.connect(self._on_player_note_requested)
         self.player.note_revision_requested.connect(self._on_player_note_revision_requested)
         self.player.note_withdraw_requested.connect(self._on_player_note_withdraw_requested)

@@ -290,7 +290,8 @@ class PlayerWidget(QWidget):
 
     def __init__(self, adapter: DeskAdapter, *, cache_dir: Path,
                  request_access: Callable[[str, Callable[[], None]], None],
-                 output_factory: Callable[..., Any] | None = None, user: str | None = None,
+                 output_factory: Callable[..., Any] | None = None, output_device: str | int | None = None,
+                 user: str | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.user = user  # whose notes may be changed or withdrawn here
@@ -299,6 +300,7 @@ class PlayerWidget(QWidget):
         self._cache_dir = Path(cache_dir)
         self._request_access = request_access
         self._output_factory = output_factory
+        self._output_device = output_device  # as sounddevice takes it; None: the system default
         self._generation = 0
         self.player: Player | None = None
         self.manifest: Manifest | None = None
@@ -442,6 +444,7 @@ class PlayerWidget(QWidget):
         self._set_time(0.0)
         try:
             self.player = Player(audio, waveform=waveform, output_factory=self._output_factory,
+                                 device=self._output_device,
                                  speed=float(self.speed.currentData()), channel_mode=self.channel.currentData(),
                                  skip_silence=self.skip_silence.isChecked())
         except Exception as exc:  # noqa: BLE001 - no sound device: the waveform and notes still work

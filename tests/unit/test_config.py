@@ -74,7 +74,7 @@ def test_defaults_have_the_documented_values(monkeypatch):
         codec="opus", sample_rate=16000, chunk_seconds=10.0, lookbehind_seconds=2.0,
         opus_bitrate_per_channel=10000, opus_complexity=5, block_ms=20,
     )
-    assert c.audio == AudioSettings(agent_device="default", caller_device="", channels=2)
+    assert c.audio == AudioSettings(agent_device="default", caller_device="", channels=2, output_device="default")
     assert c.store == StoreSettings(url="", endpoint_url="", region="", addressing_style="auto", ca_bundle=None)
     assert c.upload == UploadSettings(max_backoff_seconds=60.0, initial_backoff_seconds=0.5, max_attempts_per_pass=8)
     assert (c.identity.agent_id, c.identity.workstation) == ("agent7", "ws-12")
@@ -257,6 +257,8 @@ def test_out_of_range_message_is_exact(tmp_path):
         ("[audio]\nchannels = 3\n", "audio.channels", "must be one of 1, 2, got 3"),
         ("[audio]\nagent_device = 3\n", "audio.agent_device", 'expected a string, got integer 3 (write "3"'),
         ("[audio]\nagent_device = ''\n", "audio.agent_device", "must not be empty"),
+        ("[audio]\noutput_device = ''\n", "audio.output_device", "must not be empty"),
+        ("[audio]\noutput_device = 2\n", "audio.output_device", 'expected a string, got integer 2 (write "2"'),
         ("[store]\naddressing_style = 'dns'\n", "store.addressing_style", "must be one of 'auto', 'path', 'virtual'"),
         ("[store]\nurl = 'https://example.org/x'\n", "store.url", "must be empty, a folder path or s3://bucket/prefix"),
         ("[store]\nurl = 's3://'\n", "store.url", "must be s3://bucket/prefix"),

@@ -375,3 +375,11 @@ def test_read_on_timeout_returns_an_empty_block_at_the_current_frame() -> None:
     assert source.read(timeout=0.5).frames == 4
     block = source.read(timeout=0.05)
     assert block is not None and block.frames == 0 and block.start_frame == 4 and block.data.shape == (0, 2)
+
+
+@pytest.mark.parametrize("written, spec", [("default", None), (" Default ", None), ("", None), ("3", 3),
+                                           ("USB Headset", "USB Headset"), (None, None), (2, 2)])
+def test_device_spec_reads_devices_as_settings_write_them(written, spec):
+    from callrec_desktop.audio.sources import device_spec
+
+    assert device_spec(written) == spec
