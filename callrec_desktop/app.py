@@ -347,6 +347,7 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
     from PySide6.QtCore import QSettings, QTimer
 
     from callrec_desktop.compose import StoreSetupError
+    from callrec_desktop.credentials import CredentialStore  # light: the keyring loads on first use
     from callrec_desktop.ui.adapter import DeskAdapter
     from callrec_desktop.ui.main_window import MainWindow
     from callrec_desktop.ui.settings_services import SettingsServices
@@ -357,7 +358,7 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
     reporter.adapter = adapter
     adapter.error_reported.connect(reporter.report)
     control_token = _control_token(config)
-    services = SettingsServices(credentials=_LazyCredentialStore(), token_provider=_token_provider(control_token),
+    services = SettingsServices(credentials=CredentialStore(), token_provider=_token_provider(control_token),
                                 focus_support=_focus_support)
     holder: dict = {}
     rc_override: list[int] = []
@@ -415,7 +416,6 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
         desk = holder["desk"] = result.value
         adapter.attach(desk)
         window.attach_desk(desk)
-        holder["started"] = True
         adapter.run_task(start, started, name="desk-start")
 
     def started(result) -> None:
@@ -437,29 +437,12 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
         holder["demo"].shutdown()
     _stop_all(integrations)
     adapter.shutdown()
-    if holder.get("started"):
+    if holder.get("desk") is not None:  # built, and its start job has run (adapter.shutdown waited)
         if holder["desk"].shutdown():
             log.info("closed: everything recorded has been uploaded")
         else:
             log.warning("closed: recordings are still waiting in the spool; they upload at the next start")
     return rc_override[0] if rc_override else rc
-
-
-class _LazyCredentialStore:
-    """The settings dialog's ``CredentialStore``, created on first use (on a worker): the
-    keyring package is not imported while the window is being shown."""
-
-    def __init__(self) -> None:
-        self._store = None
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str):
-        with self._lock:
-            if self._store is None:
-                from callrec_desktop.credentials import CredentialStore
-
-                self._store = CredentialStore()
-        return getattr(self._store, name)
 
 
 def _focus_support() -> str | None:
