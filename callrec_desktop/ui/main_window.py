@@ -660,13 +660,13 @@ class MainWindow(QMainWindow):
     # ---- periodic: levels and clocks ----------------------------------------------------------
     def _on_tick_timeout(self) -> None:
         now = time.monotonic()
-        try:
-            if self.desk is None:
-                raise queue.Empty
-            agent, caller = self.desk.levels.get_nowait()
-            self._last_levels_at = now
-        except queue.Empty:
-            agent = caller = None
+        agent = caller = None
+        if self.desk is not None:
+            try:
+                agent, caller = self.desk.levels.get_nowait()
+                self._last_levels_at = now
+            except queue.Empty:
+                pass
         s = self.status
         in_call = s.state in (CallState.RECORDING, CallState.PAUSED)
         live = s.capturing and self._last_levels_at is not None and now - self._last_levels_at < 1.5
