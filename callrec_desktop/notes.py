@@ -99,11 +99,10 @@ class Note:
 class NoteList(list):
     """The current notes of a call, sorted by position in the call; ``problems``: (key, why) for
     unreadable ones; ``versions``: every note object of the call (revisions and withdrawals too),
-    oldest first; ``revised``: the ids of current notes that revise an earlier version."""
+    oldest first. A current note that revises an earlier one has ``replaces`` set."""
 
     problems: tuple[tuple[str, str], ...] = ()
     versions: tuple[Note, ...] = ()
-    revised: frozenset[str] = frozenset()
 
 
 def current_notes(versions: Iterable[Note]) -> list[Note]:
@@ -222,7 +221,6 @@ class NoteStore:
         out = NoteList(sorted(current_notes(versions), key=lambda n: (n.at_seconds, n.created_at, n.note_id)))
         out.problems = tuple(problems)
         out.versions = tuple(versions)
-        out.revised = frozenset(n.note_id for n in out if n.replaces is not None)
         if self.catalog is not None:
             self.catalog.index_notes(call_id, versions, replace=True)
         return out

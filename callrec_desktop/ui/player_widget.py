@@ -521,16 +521,19 @@ class PlayerWidget(QWidget):
     def _on_wave_range_selected(self, selection) -> None:
         if selection is None:
             self.selection_label.setText("Drag across the waveform, or press [ and ], to select a part.")
-            self.add_note_button.setText("Add note at current time")
         else:
             a, b = selection
             self.selection_label.setText(f"Selected {format_duration(a)}–{format_duration(b)} "
                                          f"({b - a:.1f} s): add a note on it, or export it.")
-            self.add_note_button.setText("Add note on the selection")
-        if self.editing is not None:
-            self.add_note_button.setText("Save changes")
         self.clear_selection_button.setVisible(selection is not None)
+        self._show_note_action()
         emit_signal(self.range_selected, selection)
+
+    def _show_note_action(self) -> None:
+        """What the add button does now: save a change, note the selection, or the position."""
+        self.add_note_button.setText("Save changes" if self.editing is not None else
+                                     "Add note on the selection" if self.wave.selection is not None else
+                                     "Add note at current time")
 
     # ---- transport --------------------------------------------------------------------------------
     @property
@@ -631,7 +634,7 @@ class PlayerWidget(QWidget):
         self.editing = note
         self.note_text.setText(note.text)
         self.note_tags.setText(", ".join(note.tags))
-        self.add_note_button.setText("Save changes")
+        self._show_note_action()
         self.cancel_change_button.setVisible(True)
         self._on_note_list_current_row_changed(self.note_list.currentRow())
         self.note_text.setFocus()
@@ -641,7 +644,7 @@ class PlayerWidget(QWidget):
         self.note_text.clear()
         self.note_tags.clear()
         self.cancel_change_button.setVisible(False)
-        self._on_wave_range_selected(self.wave.selection)  # the add button's words again
+        self._show_note_action()
         self._on_note_list_current_row_changed(self.note_list.currentRow())
 
     def _on_withdraw_note_button_clicked(self) -> None:

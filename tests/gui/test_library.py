@@ -562,3 +562,25 @@ def test_a_note_saved_whose_access_entry_cannot_be_written_says_so_and_is_still_
     assert player.note_list.count() == 1
     assert "the access log could not be written" in player.status.text() and "Tell IT" in player.status.text()
     assert AccessLog(lib.store, user="x", workstation="y").history(call.call_id) == []
+
+
+def test_saving_or_cancelling_a_note_change_leaves_the_typed_export_range_alone(leaders, template):
+    lib, call = opened(leaders, template)
+    w, player = lib.window, lib.window.player
+    lib.purpose = Purpose("staff_training")
+    player.note_text.setText("Greeting")
+    with lib.qtbot.waitSignal(w.note_added, timeout=5000):
+        player.add_note_button.click()
+    player.select(0.5, 2.5)
+    w.export_to.setText("00:02.9")  # typed after selecting
+    with lib.qtbot.assertNotEmitted(player.range_selected):
+        player.note_list.setCurrentRow(0)
+        player.change_note_button.click()
+        player.cancel_change_button.click()
+        player.change_note_button.click()
+        player.note_text.setText("Greeting, with the department")
+        with lib.qtbot.waitSignal(w.note_added, timeout=5000):
+            player.add_note_button.click()
+    assert (w.export_from.text(), w.export_to.text()) == ("00:00.5", "00:02.9")
+    assert player.selection == pytest.approx((0.5, 2.5))
+    assert player.add_note_button.text() == "Add note on the selection"

@@ -108,7 +108,7 @@ def test_a_revision_replaces_the_note_for_everyone_and_keeps_every_version_in_th
     second = anne.revise(m.call_id, "tl-anne", first.note_id, "Greeting was rushed but complete", tags=["good-practice"])
     assert (second.replaces, second.at_seconds, second.end_seconds) == (first.note_id, 1.0, 2.0)
     listed = anne.list(m.call_id)
-    assert listed == [second] and listed.revised == {second.note_id}
+    assert listed == [second] and listed[0].replaces == first.note_id
     assert listed.versions == (first, second)
     assert len(list(library.store.list(layout.notes_prefix(m.call_id)))) == 2  # write-once: both stay
 
