@@ -759,13 +759,10 @@ def _change_note(args, change) -> int:
     except ArchiveError as exc:
         print(f"callrec: error: {exc}", file=sys.stderr)
         return EXIT_FAULT
-    detail = {"note_id": note.note_id}
-    if note.replaces is not None:
-        detail["withdraws" if note.withdrawn else "replaces"] = note.replaces
     print(json.dumps({"note_id": note.note_id, "call_id": note.call_id, "at_seconds": note.at_seconds,
                       "end_seconds": note.end_seconds, "tags": list(note.tags), "replaces": note.replaces,
                       "withdrawn": note.withdrawn}))
-    return 0 if _log_access(config, store, "note", note.call_id, purpose, detail) else EXIT_FAULT
+    return 0 if _log_access(config, store, "note", note.call_id, purpose, note.access_detail()) else EXIT_FAULT
 
 
 def cmd_notes_add(args) -> int:

@@ -71,6 +71,14 @@ class Note:
             doc["withdrawn"] = True
         return (json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
 
+    def access_detail(self) -> dict[str, str]:
+        """What the access log records about this note: its id, and the note it replaces or
+        withdraws."""
+        detail = {"note_id": self.note_id}
+        if self.replaces is not None:
+            detail["withdraws" if self.withdrawn else "replaces"] = self.replaces
+        return detail
+
     @classmethod
     def from_json(cls, data: bytes, where: str) -> "Note":
         try:

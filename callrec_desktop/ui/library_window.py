@@ -9,7 +9,8 @@ Governance: before the first play of a recording, and before every export, the t
 picks the purpose from the privacy notice's list (``choose_purpose``; the default is
 ``purpose_dialog.ask_purpose``). The choice is recorded with ``AccessLog.record`` on a worker
 and only once it is stored does the call play or export. Cancel: nothing plays, nothing is
-logged. A note is recorded as a "note" access event with the purpose chosen for that call.
+logged. Adding, changing or withdrawing a note asks for the purpose too (unless the call was
+played for one), and is recorded as a "note" access event naming the note, once it is stored.
 """
 
 from __future__ import annotations
@@ -679,11 +680,12 @@ class LibraryWindow(QMainWindow):
     # ---- access: purpose first, logged, then play / export / note -------------------------------------------
     def request_access(self, action: str, granted: Callable[[], None]) -> None:
         """Ask for the purpose (unless this call already has one, for play), record it on a
-        worker, then call ``granted()`` on the GUI thread. Cancel: nothing happens."""
+        worker, then call ``granted()`` on the GUI thread. Cancel: nothing happens. (Notes are
+        logged by ``_save_note`` once they exist, so the entry can name them.)"""
         call_id = self.call_id
         if call_id is None:
             return
-        if action in ("play", "note") and call_id in self._purposes:
+        if action == "play" and call_id in self._purposes:
             granted()
             return
         purpose = self._choose_purpose(self, action, call_summary(self.manifest))
@@ -850,11 +852,8 @@ class LibraryWindow(QMainWindow):
         def work() -> tuple[Note, list[Note]]:  # worker thread
             try:
                 note = change(notes)
-                detail = {"note_id": note.note_id}
-                if note.replaces is not None:
-                    detail["withdraws" if note.withdrawn else "replaces"] = note.replaces
                 try:
-                    access.record("note", call_id, purpose.code, purpose.reason, detail)
+                    access.record("note", call_id, purpose.code, purpose.reason, note.access_detail())
                 except Exception as exc:  # the note exists: say so, and that its log entry is missing
                     raise _NoteNotLogged(note, notes.list(call_id), exc) from exc
                 return note, notes.list(call_id)
