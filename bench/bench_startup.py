@@ -12,6 +12,11 @@ QLabel, same interpreter, same flags) prints it the same way. Every run gets fre
 (so no saved geometry or log to reuse) and one unmeasured warm-up run per variant fills the
 page cache. Medians of ``--runs``; the ratio is app / bare in the same run.
 
+A second baseline, "PySide6 window, app's Qt classes", is the bare window after importing the
+Qt classes the app's window uses (listed by a probe run of the real app, so it cannot drift):
+PySide6 builds each class, and its Python enums, on first import, and the ``Qt`` namespace
+alone has 93 of them. The app's ratio to it is what our own code costs.
+
 Memory (RSS, psutil, offscreen): the bare window; the app idle (started normally; this machine
 has no microphone, so it shows the no-device banner and captures nothing); the app recording
 a call (``--demo``: the bundled demo call through the real desk, recorder, encoder, DTMF
@@ -50,6 +55,28 @@ QTimer.singleShot(0, lambda: print("{MARKER}", file=sys.stderr, flush=True))
 sys.exit(app.exec())
 """
 APP = "import sys; from callrec_desktop.app import main; sys.exit(main())"
+
+# Which PySide6 classes the app's window makes PySide6 create (each on first import, with its
+# enums) by the time it is shown: run the real app, list them on the event loop's first turn.
+PROBE = """
+import os, sys
+import PySide6.QtCore, PySide6.QtGui, PySide6.QtWidgets
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+MODULES = ("PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets")
+before = {m: set(vars(sys.modules[m])) for m in MODULES}
+app = QApplication(sys.argv)
+
+def dump():
+    for m in MODULES:
+        names = sorted(n for n in set(vars(sys.modules[m])) - before[m] if n.startswith("Q"))
+        print(m, " ".join(names), flush=True)
+    os._exit(0)
+
+QTimer.singleShot(0, dump)  # queued before the app's own first-turn jobs
+from callrec_desktop.app import main
+main(["-v"])
+"""
 
 
 def free_port() -> int:
@@ -94,9 +121,32 @@ def stop(proc: subprocess.Popen) -> None:
         proc.communicate()
 
 
-def variants(bundle: Path | None) -> dict[str, list[str]]:
+def app_qt_classes(env: dict) -> dict[str, list[str]]:
+    """{PySide6 module: [class names]} the app's window has PySide6 create before it is shown."""
+    done = subprocess.run([sys.executable, "-c", PROBE], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    out = {}
+    for line in done.stdout.splitlines():
+        module, _, names = line.partition(" ")
+        if module.startswith("PySide6.") and names:
+            out[module] = names.split()
+    if not out:
+        raise RuntimeError(f"the class probe printed nothing ({done.returncode}):\n{done.stderr[-3000:]}")
+    return out
+
+
+def same_classes_window(classes: dict[str, list[str]]) -> str:
+    """The bare window, after importing the Qt classes the app uses (so PySide6 builds them and
+    their enums, as it does for the app): Qt's own share of the app's start-up."""
+    imports = "\n".join(f"from {m} import {', '.join(names)}" for m, names in classes.items())
+    return BARE.replace("import sys\n", f"import sys\n{imports}\n", 1)
+
+
+def variants(bundle: Path | None, classes: dict[str, list[str]]) -> dict[str, list[str]]:
     py = sys.executable
-    out = {"bare PySide6 window": [py, "-c", BARE], "callrec-desktop": [py, "-c", APP, "-v"]}
+    out = {"bare PySide6 window": [py, "-c", BARE],
+           "PySide6 window, app's Qt classes": [py, "-c", same_classes_window(classes)],
+           "callrec-desktop": [py, "-c", APP, "-v"]}
     if bundle is not None:
         out["callrec-desktop (bundle)"] = [str(bundle / "callrec-desktop"), "-v"]
     return out
@@ -107,7 +157,9 @@ def time_startup(platform: str, runs: int, bundle: Path | None, display: str | N
     base = dict(os.environ)
     if display:
         base["DISPLAY"] = display
-    for name, argv in variants(bundle).items():
+    with tempfile.TemporaryDirectory(prefix="callrec-bench-") as tmp:
+        classes = app_qt_classes(fresh_env(base, Path(tmp), platform))
+    for name, argv in variants(bundle, classes).items():
         times = []
         for i in range(runs + 1):  # run 0 warms the page cache and is not counted
             with tempfile.TemporaryDirectory(prefix="callrec-bench-") as tmp:
@@ -116,7 +168,7 @@ def time_startup(platform: str, runs: int, bundle: Path | None, display: str | N
             if i:
                 times.append(seconds)
         results[name] = times
-        print(f"  {platform:9} {name:26} " + " ".join(f"{t:.3f}" for t in times), file=sys.stderr, flush=True)
+        print(f"  {platform:9} {name:34} " + " ".join(f"{t:.3f}" for t in times), file=sys.stderr, flush=True)
     return results
 
 
@@ -183,15 +235,16 @@ def main() -> int:
             if xvfb is not None:
                 stop_xvfb(xvfb)
         bare = statistics.median(results["bare PySide6 window"])
+        same = statistics.median(results["PySide6 window, app's Qt classes"])
         for name, times in results.items():
             med = statistics.median(times)
-            rows.append((platform, name, med, min(times), max(times), med / bare))
+            rows.append((platform, name, med, min(times), max(times), med / bare, med / same))
 
-    print(f"\nStart-up to window shown (N={args.runs}, medians; ratio to the bare window on the same platform)\n")
-    print("| platform | program | median s | min s | max s | ratio |")
-    print("|---|---|---|---|---|---|")
-    for platform, name, med, lo, hi, ratio in rows:
-        print(f"| {platform} | {name} | {med:.3f} | {lo:.3f} | {hi:.3f} | {ratio:.2f}× |")
+    print(f"\nStart-up to window shown (N={args.runs}, medians; ratios to the two baselines on the same platform)\n")
+    print("| platform | program | median s | min s | max s | ratio to bare window | ratio to window with the app's Qt classes |")
+    print("|---|---|---|---|---|---|---|")
+    for platform, name, med, lo, hi, ratio, ratio_same in rows:
+        print(f"| {platform} | {name} | {med:.3f} | {lo:.3f} | {hi:.3f} | {ratio:.2f}× | {ratio_same:.2f}× |")
     if not args.no_memory:
         mem = memory()
         bare = mem["bare PySide6 window"]

@@ -14,7 +14,6 @@ never be left showing an older one ("Recording" after the pause had already happ
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import logging
 import sys
@@ -30,9 +29,7 @@ log = logging.getLogger(__name__)
 TASK_THREAD_PREFIX = "callrec-ui-task"
 
 _emit_leak: bool | None = None
-_incref = ctypes.pythonapi.Py_IncRef
-_incref.argtypes = [ctypes.py_object]
-_incref.restype = None
+_incref: Callable[[object], None] | None = None  # Py_IncRef, loaded (ctypes) only if the leak is found
 
 
 def _emit_leaks_true() -> bool:
@@ -52,6 +49,12 @@ def _emit_leaks_true() -> bool:
         probe.probed.emit()
     leaked = sys.getrefcount(True) - before <= -8
     if leaked:
+        global _incref
+        import ctypes  # only here: ctypes is a few ms of start-up that a fixed PySide6 never needs
+
+        _incref = ctypes.pythonapi.Py_IncRef
+        _incref.argtypes = [ctypes.py_object]
+        _incref.restype = None
         for _ in range(8):
             _incref(True)  # give back what the probe itself lost
     return leaked
@@ -67,7 +70,7 @@ def emit_signal(signal, *args) -> None:
             log.warning("this PySide6 drops a reference on every Signal.emit(); compensating")
     result = signal.emit(*args)
     if _emit_leak and result is True:
-        _incref(result)
+        _incref(result)  # set before _emit_leak became True
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,11 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QDialog,
-    QDialogButtonBox,
     QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QMainWindow,
-    QMessageBox,
     QPushButton,
     QSizePolicy,
     QVBoxLayout,
@@ -39,7 +33,6 @@ from callrec_desktop.config import Config, Line, Lines
 from callrec_desktop.core.timeline import CallState
 from callrec_desktop.status import DeskError, DeskStatus, Fault, UploadStatus
 from callrec_desktop.ui.adapter import DeskAdapter, TaskResult, emit_signal
-from callrec_desktop.ui.help import HelpDialog
 from callrec_desktop.ui.settings_services import SettingsServices
 from callrec_desktop.ui.tray import TrayIcon
 from callrec_desktop.ui.user_settings import load_snapshot, restore_geometry, save_geometry
@@ -60,14 +53,15 @@ from callrec_desktop.ui.widgets import (
 
 if TYPE_CHECKING:  # the engine loads on a worker after the window is shown
     from callrec_desktop.desk import Desk
+    from callrec_desktop.ui.help import HelpDialog
     from callrec_desktop.ui.settings_dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
 
 # Injectable interactions (tests pass their own; defaults are real dialogs).
 Confirm = Callable[[QWidget, str, str, str], bool]  # (parent, title, text, accept button) -> accepted
-AskLine = Callable[[QWidget, Lines], "tuple[Line, str | None] | None"]
-AskDepartment = Callable[[QWidget, tuple[str, ...]], "str | None"]
+AskLine = Callable[[QWidget, Lines], tuple[Line, str | None] | None]
+AskDepartment = Callable[[QWidget, tuple[str, ...]], str | None]
 
 SHORTCUTS = {
     "start": "Ctrl+N",
@@ -105,89 +99,15 @@ def native(shortcut: str) -> str:
 
 # ---- default interactions ---------------------------------------------------------------------------
 
-def ask_confirmation(parent: QWidget, title: str, text: str, accept_text: str) -> bool:
-    """A QMessageBox whose default button is Cancel: Enter alone never ends a recording."""
-    box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.NoButton, parent)
-    accept = box.addButton(accept_text, QMessageBox.ButtonRole.AcceptRole)
-    cancel = box.addButton("Cancel", QMessageBox.ButtonRole.RejectRole)
-    box.setDefaultButton(cancel)
-    box.setEscapeButton(cancel)
-    box.exec()
-    return box.clickedButton() is accept
+def _dialog(name: str) -> Callable:
+    """A default interaction from ``ui.call_dialogs``, imported when first used: its Qt classes
+    (message boxes, dialogs, lists) are not needed to show the window, and PySide6 builds each
+    class's enums on first import, which would delay the first frame."""
+    def interact(*args):
+        from callrec_desktop.ui import call_dialogs
 
-
-class LineDialog(QDialog):
-    """Choose the line the call came in on (manual mode), and the caller's number if known."""
-
-    def __init__(self, lines: Lines, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Start call")
-        self.setMinimumWidth(460)
-        self.lines = lines
-        self.list = QListWidget(self)
-        self.list.setAccessibleName("Line the call came in on")
-        for line in lines.lines:
-            item = QListWidgetItem(line.label, self.list)
-            item.setData(Qt.ItemDataRole.UserRole, line.id)
-        self.list.setCurrentRow(0)
-        self.list.itemDoubleClicked.connect(self.accept)
-        self.caller = QLineEdit(self)
-        self.caller.setPlaceholderText("optional, e.g. 07700 900123")
-        self.caller.setAccessibleName("Caller's number")
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel, self)
-        start = buttons.addButton("Start recording", QDialogButtonBox.ButtonRole.AcceptRole)
-        start.setDefault(True)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Which line did the call come in on?", self))
-        layout.addWidget(self.list)
-        layout.addWidget(QLabel("Caller's number", self))
-        layout.addWidget(self.caller)
-        layout.addWidget(buttons)
-
-    def choice(self) -> tuple[Line, str | None] | None:
-        item = self.list.currentItem()
-        if item is None:
-            return None
-        line = self.lines.find(item.data(Qt.ItemDataRole.UserRole))
-        return line, (self.caller.text().strip() or None)
-
-
-class DepartmentDialog(QDialog):
-    """Choose the department a call is transferred to."""
-
-    def __init__(self, departments: tuple[str, ...], parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Transfer call")
-        self.setMinimumWidth(420)
-        self.list = QListWidget(self)
-        self.list.setAccessibleName("Department to transfer to")
-        self.list.addItems(list(departments))
-        self.list.setCurrentRow(0)
-        self.list.itemDoubleClicked.connect(self.accept)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel, self)
-        buttons.addButton("Transfer", QDialogButtonBox.ButtonRole.AcceptRole)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Transfer the call to which department?\nRecording stops at the transfer.", self))
-        layout.addWidget(self.list)
-        layout.addWidget(buttons)
-
-    def choice(self) -> str | None:
-        item = self.list.currentItem()
-        return item.text() if item is not None else None
-
-
-def ask_line(parent: QWidget, lines: Lines) -> tuple[Line, str | None] | None:
-    dialog = LineDialog(lines, parent)
-    return dialog.choice() if dialog.exec() == QDialog.DialogCode.Accepted else None
-
-
-def ask_department(parent: QWidget, departments: tuple[str, ...]) -> str | None:
-    dialog = DepartmentDialog(departments, parent)
-    return dialog.choice() if dialog.exec() == QDialog.DialogCode.Accepted else None
+        return getattr(call_dialogs, name)(*args)
+    return interact
 
 
 # ---- upload health in words ---------------------------------------------------------------------------
@@ -332,9 +252,9 @@ class MainWindow(QMainWindow):
         self.config = config
         self._notice_text = notice_text
         self._services = services
-        self._confirm = confirm or ask_confirmation
-        self._choose_line = choose_line or ask_line
-        self._choose_department = choose_department or ask_department
+        self._confirm = confirm or _dialog("ask_confirmation")
+        self._choose_line = choose_line or _dialog("ask_line")
+        self._choose_department = choose_department or _dialog("ask_department")
         self._qsettings = qsettings
         self._on_demo = on_demo
         self.status = DeskStatus()
@@ -795,6 +715,8 @@ class MainWindow(QMainWindow):
     # ---- help and settings -----------------------------------------------------------------------
     def show_help(self) -> None:
         if self.help_dialog is None:
+            from callrec_desktop.ui.help import HelpDialog  # loaded on first use, like the dialogs
+
             self.help_dialog = HelpDialog(self._notice_text, {k: native(v) for k, v in SHORTCUTS.items()}, self)
         self.help_dialog.show()
         self.help_dialog.raise_()

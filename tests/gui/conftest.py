@@ -121,7 +121,8 @@ class Rig:
     """A live desk and its window. Answers for the window's dialogs are set on the rig."""
 
     def __init__(self, tmp_path: Path, qtbot, monkeypatch, *, store_exists: bool = True, device: bool = True,
-                 source_factory=None, channels: int = 2, extra_config: str = "", **window_kwargs) -> None:
+                 source_factory=None, channels: int = 2, extra_config: str = "", real_dialogs: bool = False,
+                 **window_kwargs) -> None:
         self.tmp_path = tmp_path
         self.qtbot = qtbot
         self.store_root = tmp_path / "store"
@@ -154,9 +155,11 @@ class Rig:
         self.qsettings = QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat)
         notice = (resources_dir() / "privacy-notice.txt").read_text(encoding="utf-8")
         window_kwargs.setdefault("no_signal_seconds", 0.3)
-        self.window = MainWindow(self.desk, self.adapter, self.config, notice_text=notice, confirm=self._confirm,
-                                 choose_line=self._choose_line, choose_department=self._choose_department,
-                                 qsettings=self.qsettings, **window_kwargs)
+        if not real_dialogs:  # answered by the test (real_dialogs: the window's own, answered on screen)
+            window_kwargs.update(confirm=self._confirm, choose_line=self._choose_line,
+                                 choose_department=self._choose_department)
+        self.window = MainWindow(self.desk, self.adapter, self.config, notice_text=notice, qsettings=self.qsettings,
+                                 **window_kwargs)
         self.closed = False
 
     # the window's dialogs, answered by the test

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt, QThread
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QSettings, Qt, QThread, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from callrec_desktop.archive import decode_call, load_manifest, verify_call
 from callrec_desktop.core.timeline import CallState, EventSource
 from callrec_desktop.desk import DeskStatus, Fault, PaymentInProgress
 from callrec_desktop.ui.adapter import DeskAdapter
-from callrec_desktop.ui.main_window import GEOMETRY_KEY, DepartmentDialog, LineDialog, describe_upload
+from callrec_desktop.ui.call_dialogs import DepartmentDialog, LineDialog
+from callrec_desktop.ui.main_window import GEOMETRY_KEY, describe_upload
 from callrec_desktop.ui.widgets import NO_DEVICE_TEXT, PAYMENT_EXPLANATION, describe_state
 from callrec_desktop.uploader import UploadStatus
 from tests.gui.conftest import BLOCK, make_config
@@ -201,6 +202,68 @@ def test_transfer_asks_department_and_confirmation_and_ends_the_recording(rig):
     assert rig.window.start_call_button.isEnabled() and not rig.window.end_call_button.isEnabled()
     m = stored_manifest(rig, call_id)
     assert m.end.reason == "transferred" and m.end.department == "Planning"
+
+
+def test_the_windows_own_dialogs_start_and_transfer_calls(make_rig, qtbot):
+    """No answers injected: the real line and department dialogs and the confirmation box
+    (loaded on first use, after the window is shown), answered on screen as a handler would."""
+    rig = make_rig(real_dialogs=True).start()
+    rig.wait_capturing()
+    steps: list = []  # (dialog class, what the handler does), in the order they must appear
+    seen: list[str] = []
+
+    def on_poll() -> None:  # also runs inside each dialog's own event loop
+        dialog = QApplication.activeModalWidget()
+        if dialog is None or not dialog.isVisible() or not steps:
+            return
+        kind, act = steps.pop(0)
+        seen.append(f"{type(dialog).__name__} as {kind.__name__}")
+        if isinstance(dialog, kind):
+            act(dialog)
+        else:
+            dialog.reject()  # the wrong dialog: close it so the test fails instead of hanging
+
+    poll = QTimer()
+    poll.setInterval(20)
+    poll.timeout.connect(on_poll)
+    poll.start()
+
+    def choose_row(row: int, caller: str | None = None):
+        def act(d) -> None:
+            d.list.setCurrentRow(row if row >= 0 else d.list.count() + row)
+            if caller is not None:
+                d.caller.setText(caller)
+            d.accept()
+        return act
+
+    def press(label: str):
+        def act(box: QMessageBox) -> None:
+            [button] = [b for b in box.buttons() if b.text() == label]
+            button.click()
+        return act
+
+    try:
+        steps.append((LineDialog, choose_row(3, " 07700 900456 ")))
+        rig.window.start_call_button.click()
+        wait_state(rig, "Recording")
+        assert rig.window.department.text() == "Planning" and rig.window.caller.text() == "Caller: 07700 900456"
+        call_id = rig.desk.status().call_id
+
+        department = rig.config.lines.transfer_departments[-1]
+        steps.extend([(DepartmentDialog, choose_row(-1)), (QMessageBox, press("Cancel"))])
+        rig.window.transfer_button.click()
+        assert rig.desk.status().state is CallState.RECORDING  # cancelled at the confirmation: nothing changed
+        steps.extend([(DepartmentDialog, choose_row(-1)), (QMessageBox, press(f"Transfer to {department}"))])
+        rig.window.transfer_button.click()
+        wait_state(rig, f"Transferred to {department} — not recording")
+    finally:
+        poll.stop()
+        if rig.desk.status().state in (CallState.RECORDING, CallState.PAUSED):
+            rig.desk.end_call()  # a failure mid-call: closing the window would ask, and nobody would answer
+    assert seen == ["LineDialog as LineDialog", "DepartmentDialog as DepartmentDialog", "QMessageBox as QMessageBox",
+                    "DepartmentDialog as DepartmentDialog", "QMessageBox as QMessageBox"]
+    m = stored_manifest(rig, call_id)
+    assert m.end.reason == "transferred" and m.end.department == department
 
 
 def test_transfer_to_an_unknown_department_is_refused_with_a_message(rig):
