@@ -460,11 +460,11 @@ def _run_library(app, config: Config, args, reporter: ErrorReporter) -> int:
     import platformdirs
     from PySide6.QtCore import QTimer
 
-    from callrec_desktop.audio.sources import device_spec
     from callrec_desktop.catalog import Catalog
     from callrec_desktop.compose import StoreSetupError, open_configured_store
     from callrec_desktop.ui.adapter import DeskAdapter
     from callrec_desktop.ui.library_window import LibraryWindow
+    from callrec_desktop.ui.settings_services import PlaybackChoice
 
     try:
         store = open_configured_store(config)
@@ -478,7 +478,7 @@ def _run_library(app, config: Config, args, reporter: ErrorReporter) -> int:
     adapter.error_reported.connect(reporter.report)
     window = LibraryWindow(catalog, store, adapter, user=config.identity.agent_id,
                            workstation=config.identity.workstation, cache_dir=cache / "waveforms",
-                           lines=config.lines, output_device=device_spec(config.audio.output_device))
+                           lines=config.lines, playback=PlaybackChoice(config))
     window.show()
     signal_timer = _quit_on_signals(app)  # noqa: F841 - kept alive for the event loop
     log.info("ready")

@@ -508,6 +508,16 @@ def list_input_devices() -> list[dict[str, Any]]:
     return [dict(d) for d in devices if d["max_input_channels"] > 0]
 
 
+def list_output_devices() -> list[dict[str, Any]]:
+    """PortAudio's output devices (``sd.query_devices()`` entries); empty when there are none."""
+    sd = _sounddevice()
+    try:
+        devices = sd.query_devices()
+    except sd.PortAudioError:
+        return []
+    return [dict(d) for d in devices if d["max_output_channels"] > 0]
+
+
 def _describe_inputs() -> str:
     devices = list_input_devices()
     if not devices:

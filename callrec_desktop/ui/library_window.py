@@ -50,6 +50,7 @@ from PySide6.QtWidgets import (
 )
 
 from callrec_desktop.archive import ArchiveError, export_call, export_range_frames
+from callrec_desktop.audio.sources import device_spec
 from callrec_desktop.catalog import Catalog, CatalogFilter, SyncReport
 from callrec_desktop.config import Lines, normalise_number
 from callrec_desktop.core.manifest import END_REASONS, Manifest
@@ -61,6 +62,7 @@ from callrec_desktop.ui.adapter import DeskAdapter, TaskResult, emit_signal
 from callrec_desktop.ui.library_model import END_WORDS, LibraryModel
 from callrec_desktop.ui.player_widget import PlayerWidget
 from callrec_desktop.ui.purpose_dialog import ask_purpose
+from callrec_desktop.ui.settings_services import PlaybackChoice
 from callrec_desktop.ui.widgets import FaultBanner, format_duration
 
 log = logging.getLogger(__name__)
@@ -230,7 +232,11 @@ class _NoteNotLogged(Exception):
 
 
 class LibraryWindow(QMainWindow):
-    """The Library. ``user`` and ``workstation`` go into every access event and note."""
+    """The Library. ``user`` and ``workstation`` go into every access event and note.
+
+    ``playback`` (the app gives it) is the team leader's playback device: "Play on" lists this
+    PC's outputs and keeps the choice in their settings file. Without it (tests), calls play
+    on ``output_device`` and "Play on" is disabled."""
 
     sync_finished = Signal(object)  # SyncReport, or None when the sync failed
     choices_refreshed = Signal()  # the filter lists were filled from the catalogue
@@ -247,6 +253,7 @@ class LibraryWindow(QMainWindow):
                  choose_export_path: Callable[[QWidget, str], Path | None] = ask_export_path,
                  confirm: Callable[[QWidget, str, str], bool] = ask_confirmation,
                  output_factory: Callable[..., Any] | None = None, output_device: str | int | None = None,
+                 playback: PlaybackChoice | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.catalog = catalog
@@ -270,9 +277,18 @@ class LibraryWindow(QMainWindow):
         self.model = LibraryModel(catalog, adapter, self)
         self.setWindowTitle("Call recordings — Library")
         self.resize(1280, 860)
+        if playback is not None:  # the team leader's setting, which "Play on" shows and changes
+            output_device = device_spec(playback.config.audio.output_device)
         self._build(lines, cache_dir, output_factory, output_device)
         self.model.page_loaded.connect(self._on_model_page_loaded)
         self.model.load_failed.connect(self._on_model_load_failed)
+        self._playback = playback
+        if playback is not None:  # "Play on": this PC's outputs (PortAudio) and the setting, on a worker
+            self.player.output_device_chosen.connect(self._on_player_output_device_chosen)
+            self.adapter.run_task(playback.load, self._on_playback_loaded, name="library-outputs")
+        else:
+            self.player.output.setEnabled(False)
+            self.player.output.setToolTip("Set by the program that opened this window")
 
     # ---- building ----------------------------------------------------------------------------------
     def _build(self, lines: Lines | None, cache_dir: Path, output_factory, output_device) -> None:
@@ -678,6 +694,28 @@ class LibraryWindow(QMainWindow):
         emit_signal(self.history_shown, call_id)
 
     # ---- access: purpose first, logged, then play / export / note -------------------------------------------
+    # ---- the playback device -----------------------------------------------------------------------
+    def _on_playback_loaded(self, result: TaskResult) -> None:
+        if not result.ok:
+            log.warning("cannot list the sound outputs: %s", result.error)
+            self.player.output.setToolTip(f"Cannot list sound outputs: {result.error}")
+            return
+        self.player.set_output_devices(result.value)
+
+    def _on_player_output_device_chosen(self, device: str) -> None:
+        playback = self._playback
+        self.adapter.run_task(lambda: playback.save(device), lambda r: self._on_output_saved(device, r),
+                              name="library-output-save")
+
+    def _on_output_saved(self, device: str, result: TaskResult) -> None:
+        where = self.player.output.currentText() if self.player.output.currentData() == device else device
+        if result.ok:
+            self.message.setText(f"Calls play on {where}; kept for next time in {result.value}.")
+        else:
+            log.error("cannot save the playback device: %s", result.error)
+            self.message.setText(f"Calls play on {where} until you close the Library, but the choice could not "
+                                 f"be kept: {result.error}")
+
     def request_access(self, action: str, granted: Callable[[], None]) -> None:
         """Ask for the purpose (unless this call already has one, for play), record it on a
         worker, then call ``granted()`` on the GUI thread. Cancel: nothing happens. (Notes are

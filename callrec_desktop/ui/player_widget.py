@@ -45,13 +45,16 @@ from callrec_desktop.playback.call_audio import CallAudio, Mark
 from callrec_desktop.playback.player import Player
 from callrec_desktop.playback.waveform import Waveform, load_or_compute
 from callrec_desktop.storage.base import Store
+from callrec_desktop.audio.sources import device_spec
 from callrec_desktop.ui.adapter import DeskAdapter, TaskResult, emit_signal
+from callrec_desktop.ui.settings_services import DEFAULT_OUTPUT, PlaybackDevices
 from callrec_desktop.ui.widgets import format_duration
 
 log = logging.getLogger(__name__)
 
 SPEEDS = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 CHANNELS = (("Both", "both"), ("Agent", "agent"), ("Caller", "caller"))
+OUTPUT_DEFAULT_TEXT = "System default output"
 SEEK_STEP = 5.0
 DRAG_PIXELS = 4  # a press that moves less than this is a click (seek), not a drag (select)
 MIN_SELECTION_SECONDS = 0.1
@@ -287,6 +290,7 @@ class PlayerWidget(QWidget):
     note_withdraw_requested = Signal(str)  # note_id
     note_clicked = Signal(float)
     range_selected = Signal(object)  # (start, end) seconds, or None
+    output_device_chosen = Signal(str)  # the "Play on" choice, as the settings file spells it
 
     def __init__(self, adapter: DeskAdapter, *, cache_dir: Path,
                  request_access: Callable[[str, Callable[[], None]], None],
@@ -301,6 +305,7 @@ class PlayerWidget(QWidget):
         self._request_access = request_access
         self._output_factory = output_factory
         self._output_device = output_device  # as sounddevice takes it; None: the system default
+        self._loaded: tuple[CallAudio, Waveform] | None = None  # the current call's audio, for a new output
         self._generation = 0
         self.player: Player | None = None
         self.manifest: Manifest | None = None
@@ -345,6 +350,12 @@ class PlayerWidget(QWidget):
         self.channel.currentIndexChanged.connect(self._on_channel_current_index_changed)
         self.skip_silence = QCheckBox("Skip silences", self)
         self.skip_silence.toggled.connect(self._on_skip_silence_toggled)
+        self.output = QComboBox(self)
+        self.output.setAccessibleName("Sound output to play on")
+        self.output.addItem(OUTPUT_DEFAULT_TEXT, DEFAULT_OUTPUT)
+        self.output.setToolTip("Where calls are played. Your choice is kept for next time.")
+        self.output.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.output.currentIndexChanged.connect(self._on_output_current_index_changed)
         self.status = QLabel(self)
         self.status.setStyleSheet("color: #B42318;")
         self.status.setWordWrap(True)
@@ -358,8 +369,13 @@ class PlayerWidget(QWidget):
         controls.addWidget(QLabel("Hear", self))
         controls.addWidget(self.channel)
         controls.addWidget(self.skip_silence)
+        output_row = QHBoxLayout()
+        output_row.addWidget(QLabel("Play on", self))
+        output_row.addWidget(self.output)
+        output_row.addStretch(1)
         left = QVBoxLayout()
         left.addLayout(controls)
+        left.addLayout(output_row)
         left.addWidget(self.wave, 1)
         selection_row = QHBoxLayout()
         selection_row.addWidget(self.selection_label, 1)
@@ -442,6 +458,13 @@ class PlayerWidget(QWidget):
         audio, waveform = result.value
         self.wave.set_waveform(waveform)
         self._set_time(0.0)
+        self._loaded = (audio, waveform)
+        if self._open_player():
+            emit_signal(self.loaded, job.manifest.call_id)
+
+    def _open_player(self) -> bool:
+        """A Player for the loaded call on the chosen output (GUI thread: it opens the stream)."""
+        audio, waveform = self._loaded
         try:
             self.player = Player(audio, waveform=waveform, output_factory=self._output_factory,
                                  device=self._output_device,
@@ -452,10 +475,51 @@ class PlayerWidget(QWidget):
             self.status.setText(f"No sound output: {exc}")
             self._enable(False)
             emit_signal(self.load_failed, str(exc))
-            return
+            return False
         self.status.setText("")
         self._enable(True)
-        emit_signal(self.loaded, job.manifest.call_id)
+        return True
+
+    # ---- the sound output ------------------------------------------------------------------------
+    def set_output_devices(self, devices: PlaybackDevices) -> None:
+        """Fill "Play on" with this PC's outputs and select the current setting (no signal)."""
+        self.output.blockSignals(True)
+        try:
+            self.output.clear()
+            self.output.addItem(OUTPUT_DEFAULT_TEXT, DEFAULT_OUTPUT)
+            for name in devices.names:
+                self.output.addItem(name, name)
+            current = devices.current.strip()
+            if current.lower() in ("", DEFAULT_OUTPUT):
+                self.output.setCurrentIndex(0)
+            else:
+                index = self.output.findData(current)
+                if index < 0:  # set by name part or index, or a device that is not plugged in now
+                    self.output.addItem(f"{current} (as set)", current)
+                    index = self.output.count() - 1
+                self.output.setCurrentIndex(index)
+        finally:
+            self.output.blockSignals(False)
+        self.output.setEnabled(devices.locked is None)
+        tip = devices.locked or devices.error or "Where calls are played. Your choice is kept for next time."
+        self.output.setToolTip(tip)
+
+    def _on_output_current_index_changed(self, _: int) -> None:
+        choice = self.output.currentData()
+        if choice is None:
+            return
+        self._output_device = device_spec(choice)
+        if self._loaded is not None:  # the loaded call moves to the new output, paused where it was
+            at = 0.0
+            if self.player is not None:  # (None: the last output could not be opened)
+                at = self.player.position
+                self.pause()
+                player, self.player = self.player, None
+                player.close()
+            if self._open_player():
+                self.player.seek(at)
+                self._set_time(at)
+        emit_signal(self.output_device_chosen, str(choice))
 
     def clear(self) -> None:
         """Stop and forget the current call."""
@@ -465,6 +529,7 @@ class PlayerWidget(QWidget):
             player, self.player = self.player, None
             player.close()
         self.manifest = None
+        self._loaded = None
         self.editing = None
         self.cancel_change_button.setVisible(False)
         self.wave.set_waveform(None, "Select a call to see and play it.")

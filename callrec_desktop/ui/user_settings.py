@@ -31,10 +31,12 @@ from callrec_desktop.durable import fsync_dir
 
 log = logging.getLogger(__name__)
 
-#: The keys the settings dialog edits, with the words it uses for them.
+#: The keys the settings dialog edits (the Library's "Play on" list edits the playback
+#: device), with the words it uses for them.
 FIELDS: dict[str, str] = {
     "audio.agent_device": "Agent microphone",
     "audio.caller_device": "Caller input",
+    "audio.output_device": "Playback device",
     "store.url": "Central store",
     "store.endpoint_url": "S3 endpoint",
     "triggers.payment_window_titles": "Payment window titles",
@@ -51,6 +53,7 @@ def effective_values(config: Config) -> dict[str, Any]:
     return {
         "audio.agent_device": config.audio.agent_device,
         "audio.caller_device": config.audio.caller_device,
+        "audio.output_device": config.audio.output_device,
         "store.url": config.store.url,
         "store.endpoint_url": config.store.endpoint_url,
         "triggers.payment_window_titles": list(config.triggers.payment_window_titles),

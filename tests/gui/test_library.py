@@ -19,6 +19,7 @@ import soundfile as sf
 from PySide6.QtCore import QPoint, Qt
 
 from callrec_desktop.catalog import Catalog
+from callrec_desktop.config import load_config
 from callrec_desktop.core.manifest import Manifest
 from callrec_desktop.governance.access_log import AccessLog
 from callrec_desktop.governance.purposes import Purpose
@@ -28,6 +29,7 @@ from callrec_desktop.storage.base import PermanentStoreError
 from callrec_desktop.storage.folder import FolderStore
 from callrec_desktop.ui.adapter import DeskAdapter
 from callrec_desktop.ui.library_window import LibraryWindow
+from callrec_desktop.ui.settings_services import PlaybackChoice
 from tests.support.recording import RATE, record_calls, record_interrupted
 
 WHEN = datetime(2026, 3, 2, 9, 0, 0, tzinfo=timezone.utc)
@@ -69,8 +71,9 @@ class NullOutput:
 class Leader:
     """A team leader's Library window, with the dialogs answered by the test."""
 
-    def __init__(self, qtbot, tmp_path: Path, store_root: Path, user: str, wrap=None) -> None:
+    def __init__(self, qtbot, tmp_path: Path, store_root: Path, user: str, wrap=None, playback=None) -> None:
         self.qtbot = qtbot
+        self.outputs: list = []  # the device each Player's output was opened on
         self.store = FolderStore(store_root) if wrap is None else wrap(FolderStore(store_root))
         self.catalog = Catalog(tmp_path / f"cache-{user}" / "catalog.sqlite")
         self.adapter = DeskAdapter()
@@ -83,10 +86,14 @@ class Leader:
                                     cache_dir=tmp_path / f"cache-{user}" / "waveforms",
                                     choose_purpose=self._choose_purpose,
                                     choose_export_path=lambda parent, suggested: self.export_path,
-                                    confirm=self._confirm, output_factory=NullOutput)
+                                    confirm=self._confirm, output_factory=self._output, playback=playback)
         self.window.show()
         qtbot.waitExposed(self.window)
         qtbot.waitUntil(lambda: self.window.model.total is not None, timeout=5000)
+
+    def _output(self, **kwargs) -> NullOutput:
+        self.outputs.append(kwargs["device"])
+        return NullOutput(**kwargs)
 
     def _confirm(self, parent, title, text):
         self.confirmations.append(title)
@@ -135,8 +142,8 @@ def store_root(template, tmp_path) -> Path:
 def leaders(qtbot, tmp_path, store_root):
     made: list[Leader] = []
 
-    def make(user: str = "tl001", wrap=None) -> Leader:
-        leader = Leader(qtbot, tmp_path, store_root, user, wrap)
+    def make(user: str = "tl001", wrap=None, playback=None) -> Leader:
+        leader = Leader(qtbot, tmp_path, store_root, user, wrap, playback)
         made.append(leader)
         return leader
 
@@ -584,3 +591,89 @@ def test_saving_or_cancelling_a_note_change_leaves_the_typed_export_range_alone(
     assert (w.export_from.text(), w.export_to.text()) == ("00:00.5", "00:02.9")
     assert player.selection == pytest.approx((0.5, 2.5))
     assert player.add_note_button.text() == "Add note on the selection"
+
+
+# ---- "Play on": the playback device ------------------------------------------------------------------
+# The device list is given by the test: these GUI tests run without an audio server. The real
+# PortAudio list and playback on the chosen device: tests/integration/test_library_device.py.
+
+OUTPUTS = [{"name": "Headset"}, {"name": "Speakers"}, {"name": "Headset"}]
+
+
+def playback_choice(tmp_path: Path, *, system: str = "", user_file: Path | None = None,
+                    list_devices=lambda: OUTPUTS) -> PlaybackChoice:
+    system_file = tmp_path / "it.toml"
+    system_file.write_text(system, encoding="utf-8")
+    user_file = user_file or tmp_path / "me" / "config.toml"
+    config = load_config(system_file=system_file, user_file=user_file, env={})
+    return PlaybackChoice(config, list_devices=list_devices, system_file=system_file, user_file=user_file)
+
+
+def wait_outputs(lib, count: int) -> None:
+    lib.qtbot.waitUntil(lambda: lib.window.player.output.count() == count, timeout=5000)
+
+
+def test_play_on_moves_the_call_to_the_chosen_output_paused_where_it_was_and_keeps_the_choice(
+        leaders, template, tmp_path):
+    call = template[1]["pay"]
+    playback = playback_choice(tmp_path)
+    lib = leaders(playback=playback)
+    combo = lib.window.player.output
+    wait_outputs(lib, 3)  # the default, then each output once
+    assert [combo.itemText(i) for i in range(3)] == ["System default output", "Headset", "Speakers"]
+    assert combo.currentData() == "default" and combo.isEnabled()
+    lib.sync()
+    lib.select(call.call_id)
+    assert lib.outputs == [None]  # sounddevice's None: the system default
+    lib.window.player.seek(1.5)
+    combo.setCurrentIndex(combo.findData("Speakers"))
+    lib.qtbot.waitUntil(lambda: "kept for next time" in lib.window.message.text(), timeout=5000)
+    assert lib.outputs == [None, "Speakers"]
+    player = lib.window.player.player
+    assert abs(player.position - 1.5) < 0.05 and not player.playing
+    assert lib.window.player.play_button.isEnabled()
+    assert str(playback.user_file) in lib.window.message.text()
+    assert load_config(system_file=None, user_file=playback.user_file, env={}).audio.output_device == "Speakers"
+
+    again = leaders("tl002", playback=playback_choice(tmp_path))  # the Library opened the next day
+    wait_outputs(again, 3)
+    assert again.window.player.output.currentText() == "Speakers"
+    again.sync()
+    again.select(call.call_id)
+    assert again.outputs == ["Speakers"]
+
+
+def test_play_on_set_by_it_cannot_be_changed_and_says_where_it_is_set(leaders, tmp_path):
+    lib = leaders(playback=playback_choice(tmp_path, system='[audio]\noutput_device = "Speakers"\n'))
+    combo = lib.window.player.output
+    wait_outputs(lib, 3)
+    assert combo.currentText() == "Speakers" and not combo.isEnabled()
+    assert "Set by IT" in combo.toolTip() and str(tmp_path / "it.toml") in combo.toolTip()
+
+
+def test_a_choice_that_cannot_be_saved_still_applies_and_says_why(leaders, template, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the settings folder should be", encoding="utf-8")
+    playback = playback_choice(tmp_path, user_file=blocker / "config.toml")
+    lib = leaders(playback=playback)
+    wait_outputs(lib, 3)
+    lib.sync()
+    lib.select(template[1]["short"].call_id)
+    combo = lib.window.player.output
+    combo.setCurrentIndex(combo.findData("Headset"))
+    lib.qtbot.waitUntil(lambda: "could not be kept" in lib.window.message.text(), timeout=5000)
+    assert "Calls play on Headset until you close the Library" in lib.window.message.text()
+    assert str(blocker) in lib.window.message.text()
+    assert lib.outputs[-1] == "Headset" and lib.window.player.player is not None
+    assert blocker.read_text(encoding="utf-8").startswith("a file")
+
+
+def test_outputs_that_cannot_be_listed_leave_the_default_and_say_why(leaders, tmp_path):
+    def broken():
+        raise RuntimeError("PortAudio is not installed")
+
+    lib = leaders(playback=playback_choice(tmp_path, list_devices=broken))
+    combo = lib.window.player.output
+    lib.qtbot.waitUntil(lambda: "Cannot list sound outputs" in combo.toolTip(), timeout=5000)
+    assert "PortAudio is not installed" in combo.toolTip()
+    assert combo.count() == 1 and combo.currentData() == "default" and combo.isEnabled()
