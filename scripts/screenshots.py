@@ -136,6 +136,61 @@ class Shooter:
         return r
 
     # ---- driving ----------------------------------------------------------------------------
+    def library(self) -> None:
+        """The team leaders' Library over calls recorded by the real pipeline, with a range note
+        and a selection, playing on the virtual audio server's output when it can start."""
+        from datetime import datetime, timezone
+
+        from callrec_desktop.catalog import Catalog
+        from callrec_desktop.config import load_config
+        from callrec_desktop.notes import NoteStore
+        from callrec_desktop.storage.folder import FolderStore
+        from callrec_desktop.ui.adapter import DeskAdapter
+        from callrec_desktop.ui.library_window import LibraryWindow
+        from callrec_desktop.ui.settings_services import PlaybackChoice
+        from tests.support.pulse import PulseServer, PulseUnavailable, pulse_environment
+        from tests.support.recording import record_calls
+
+        root = self.tmp / "library"
+        (root / "store").mkdir(parents=True)
+        store = FolderStore(root / "store")
+        when = datetime(2026, 11, 23, 10, 4, tzinfo=timezone.utc)
+        calls = record_calls(root / "spool", store, when, [
+            {"line": ("01443 425002", "Council Tax"), "caller": "07700 900123", "seconds": 24.0,
+             "payment": (9.0, 15.0)},
+            {"line": ("01443 425003", "Housing"), "caller": "07700 900456", "seconds": 12.0, "transfer": "Planning"},
+            {"line": ("01443 425005", "Planning"), "caller": "07700 900789", "seconds": 8.0},
+        ], agent="s.jones")
+        NoteStore(store).add(calls[0].call_id, "t.leader", 3.0, "Good check of identity before the balance",
+                             ["good-practice"], end_seconds=7.5, manifest=calls[0])
+        try:
+            pulse = PulseServer().start()
+        except PulseUnavailable as exc:
+            print(f"screenshots: no virtual audio server ({exc}); the Library will say it has no sound output")
+            pulse = None
+        env = pulse.env if pulse is not None else {}
+        with pulse_environment(env):
+            catalog = Catalog(root / "catalog.sqlite")
+            adapter = DeskAdapter()
+            window = LibraryWindow(catalog, store, adapter, user="t.leader", workstation="CC-TL-02",
+                                   cache_dir=root / "waveforms", playback=PlaybackChoice(load_config(env={})))
+            window.show()
+            try:
+                window.sync_button.click()
+                self.wait_until(lambda: len(window.model.call_ids()) == 3, what="library sync")
+                window.select_row(window.model.call_ids().index(calls[0].call_id))
+                self.wait_until(lambda: window.player.wave.waveform is not None, what="waveform")
+                self.wait_until(lambda: window.player.output.count() > 1 or pulse is None, what="outputs")
+                window.player.wave.set_selection((16.0, 21.0))
+                self.shot(window, "library")
+            finally:
+                window.close()
+                window.player.clear()
+                adapter.shutdown()
+                catalog.close()
+                if pulse is not None:
+                    pulse.stop()
+
     def wait(self, seconds: float) -> None:
         from PySide6.QtCore import QEventLoop, QTimer
 
@@ -212,6 +267,8 @@ class Shooter:
         n = self.rig("nodevice", device=False)
         self.wait_until(lambda: Fault.NO_DEVICE in n.window.status.faults, what="no device")
         self.shot(n.window, "no_device")
+
+        self.library()
 
         for rig in self.rigs:
             rig.window.close()
