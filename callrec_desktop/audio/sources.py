@@ -498,24 +498,24 @@ def _sounddevice() -> ModuleType:
     return sounddevice
 
 
-def list_input_devices() -> list[dict[str, Any]]:
-    """PortAudio's input devices (``sd.query_devices()`` entries); empty when there are none."""
+def _list_devices(channels_key: str) -> list[dict[str, Any]]:
+    """PortAudio's devices (``sd.query_devices()`` entries) with ``channels_key`` > 0."""
     sd = _sounddevice()
     try:
         devices = sd.query_devices()
     except sd.PortAudioError:
         return []
-    return [dict(d) for d in devices if d["max_input_channels"] > 0]
+    return [dict(d) for d in devices if d[channels_key] > 0]
+
+
+def list_input_devices() -> list[dict[str, Any]]:
+    """PortAudio's input devices; empty when there are none."""
+    return _list_devices("max_input_channels")
 
 
 def list_output_devices() -> list[dict[str, Any]]:
-    """PortAudio's output devices (``sd.query_devices()`` entries); empty when there are none."""
-    sd = _sounddevice()
-    try:
-        devices = sd.query_devices()
-    except sd.PortAudioError:
-        return []
-    return [dict(d) for d in devices if d["max_output_channels"] > 0]
+    """PortAudio's output devices; empty when there are none."""
+    return _list_devices("max_output_channels")
 
 
 def _describe_inputs() -> str:
