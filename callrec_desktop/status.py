@@ -28,6 +28,9 @@ class UploadStatus:
     last_error_permanent: bool = False
     objects_uploaded: int = 0
     bytes_uploaded: int = 0
+    # time.monotonic() when the store request now in flight began (None: none is), so the
+    # window can say central storage is slow to answer long before the request times out.
+    request_started: float | None = None
 
     @property
     def healthy(self) -> bool:

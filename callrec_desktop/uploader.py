@@ -235,7 +235,7 @@ class Uploader:
             # Say so at once: during an outage the UI must not wait for a whole pass to give up.
             before_sleep=lambda state: (self._record_error(state.outcome.exception()), self._refresh_backlog()),
         )
-        receipt = retrying(self._store.put, key, source, sha256=sha, metadata=metadata, content_type=content_type)
+        receipt = retrying(self._store_put, key, source, sha256=sha, metadata=metadata, content_type=content_type)
         size = source.stat().st_size if isinstance(source, os.PathLike) else len(source)
         if receipt.sha256 != sha or receipt.size != size:
             raise PermanentStoreError(f"{self._store.description} {key}: store confirmed {receipt.size} bytes "
@@ -243,6 +243,14 @@ class Uploader:
         self._record_success(size)
         if self._on_uploaded is not None:
             self._on_uploaded(call_id, key)
+
+    def _store_put(self, key: str, source, **kwargs):
+        """One store request, its start in the status while it is in flight."""
+        self._update(request_started=time.monotonic())
+        try:
+            return self._store.put(key, source, **kwargs)
+        finally:
+            self._update(request_started=None)
 
     def _past_deadline(self, retry_state) -> bool:
         """A tenacity stop condition: drain()'s deadline has passed (never on the worker)."""

@@ -87,6 +87,12 @@ FAULT_ADVICE = {
     Fault.RECORDING_FAILED: "Recording stopped because of an error. Tell IT now; the details are in the log.",
     Fault.STORAGE_UNREACHABLE: "You can carry on: recordings upload by themselves when central storage is back.",
 }
+# An upload in flight this long without an answer (an endpoint that drops packets, a server
+# that accepted the connection and went quiet) is shown before the request times out.
+STORAGE_SLOW_SECONDS = 1.0
+STORAGE_SLOW_TITLE = "Central storage is slow to answer — recordings are kept safely on this PC"
+STORAGE_SLOW_ADVICE = "You can carry on: recordings upload by themselves as soon as it answers."
+
 FAULT_ORDER = (Fault.NO_DEVICE, Fault.DEVICE_LOST, Fault.DISK_FULL, Fault.RECORDING_FAILED, Fault.STORAGE_UNREACHABLE)
 
 GEOMETRY_KEY = "main_window/geometry"
@@ -361,6 +367,9 @@ class MainWindow(QMainWindow):
             banner.hide()
             self.fault_banners[fault] = banner
             self.banner_area.addWidget(banner)
+        self.storage_slow_banner = FaultBanner(STORAGE_SLOW_TITLE, STORAGE_SLOW_ADVICE, "warning", central)
+        self.storage_slow_banner.hide()
+        self.banner_area.addWidget(self.storage_slow_banner)
         outer.addLayout(self.banner_area)
         self.notice_bar = InfoBar(central)
         self.notice_bar.dismissed.connect(self._on_notice_bar_dismissed)
@@ -543,6 +552,7 @@ class MainWindow(QMainWindow):
             self.notice_bar.hide()
             self._dismissed_notice = None
 
+        self._update_storage_wait(now)
         text, error = describe_upload(status.upload)
         self.upload_label.setText(text)
         self.upload_error.setText(error or "")
@@ -601,6 +611,18 @@ class MainWindow(QMainWindow):
         self.compact.warning.setText(f"No signal from {' or '.join(warn)}" if warn else "")
         self.compact.warning.setVisible(bool(warn))
         self._update_timers(now)
+        self._update_storage_wait(now)
+
+    def _update_storage_wait(self, now: float) -> None:
+        """The "slow to answer" banner, while an upload has waited STORAGE_SLOW_SECONDS or more
+        and no storage fault says more (render and every tick)."""
+        started = self.status.upload.request_started
+        waiting = (started is not None and now - started >= STORAGE_SLOW_SECONDS
+                   and Fault.STORAGE_UNREACHABLE not in self.status.faults)
+        if waiting:
+            self.storage_slow_banner.set_message(f"an upload has had no answer for {now - started:.0f} s")
+        if waiting != self.storage_slow_banner.isVisibleTo(self):
+            self.storage_slow_banner.setVisible(waiting)
 
     # ---- operations ---------------------------------------------------------------------------
     def _run(self, what: str, op: Callable[[], object]) -> bool:

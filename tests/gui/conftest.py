@@ -122,14 +122,14 @@ class Rig:
 
     def __init__(self, tmp_path: Path, qtbot, monkeypatch, *, store_exists: bool = True, device: bool = True,
                  source_factory=None, channels: int = 2, extra_config: str = "", real_dialogs: bool = False,
-                 **window_kwargs) -> None:
+                 store=None, **window_kwargs) -> None:
         self.tmp_path = tmp_path
         self.qtbot = qtbot
         self.store_root = tmp_path / "store"
         if store_exists:
             self.store_root.mkdir(exist_ok=True)
         self.config = make_config(tmp_path, store=self.store_root, extra=extra_config)
-        self.store = FolderStore(self.store_root)
+        self.store = store if store is not None else FolderStore(self.store_root)
         self.controls = Controls()
         self.device_available = device
         self.disk_error: int | None = None  # an errno the chunk writer raises when set

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -21,7 +23,7 @@ from callrec_desktop.core.timeline import CallState, EventSource
 from callrec_desktop.desk import DeskStatus, Fault, PaymentInProgress
 from callrec_desktop.ui.adapter import DeskAdapter
 from callrec_desktop.ui.call_dialogs import DepartmentDialog, LineDialog
-from callrec_desktop.ui.main_window import GEOMETRY_KEY, describe_upload
+from callrec_desktop.ui.main_window import GEOMETRY_KEY, STORAGE_SLOW_TITLE, describe_upload
 from callrec_desktop.ui.widgets import NO_DEVICE_TEXT, PAYMENT_EXPLANATION, describe_state
 from callrec_desktop.uploader import UploadStatus
 from tests.gui.conftest import BLOCK, make_config
@@ -332,6 +334,70 @@ def test_a_write_failure_during_a_call_says_not_recording_and_the_banner_stays_u
     start_call(rig)
     rig.qtbot.waitUntil(lambda: not w.fault_banners[fault].isVisible(), timeout=5000)
     assert state_text(rig) == "Recording"
+
+
+class SilentServer:
+    """An S3 endpoint gone quiet: a real TCP server on 127.0.0.1 that accepts connections and
+    never answers. ``reset()`` drops what it holds, so the client's request fails."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)  # so close() is seen promptly
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        self.closing = threading.Event()
+        self.thread = threading.Thread(target=self._accept, name="silent-s3", daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.closing.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.held.append(conn)
+
+    def reset(self) -> None:
+        for conn in self.held:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+        self.held.clear()
+
+    def close(self) -> None:
+        self.closing.set()
+        self.thread.join(5)
+        self.sock.close()
+        self.reset()
+
+
+def test_a_store_that_goes_quiet_is_shown_as_slow_before_its_request_times_out(make_rig, qtbot):
+    """A request that gets no answer fails only at the read timeout (30 s here, as in the app);
+    the window says so after STORAGE_SLOW_SECONDS, then shows "unreachable" once it fails."""
+    from callrec_desktop.storage.s3 import S3Store
+
+    silent = SilentServer()
+    try:
+        store = S3Store("calls", endpoint_url=silent.url, credentials=("test-access", "test-secret"))
+        rig = make_rig(store=store).start()
+        rig.wait_capturing()
+        start_call(rig)  # the first chunk seals after 1 s; its upload gets no answer
+        banner = rig.window.storage_slow_banner
+        qtbot.waitUntil(lambda: banner.isVisible(), timeout=10000)
+        upload = rig.window.status.upload
+        assert upload.request_started is not None and upload.last_error is None  # not failed yet
+        assert Fault.STORAGE_UNREACHABLE not in rig.window.status.faults
+        assert not rig.window.fault_banners[Fault.STORAGE_UNREACHABLE].isVisible()
+        assert banner.accessibleName() == f"Warning: {STORAGE_SLOW_TITLE}"
+        assert "an upload has had no answer for" in banner.message.text()
+        assert state_text(rig) == "Recording"  # the call goes on, into the spool
+
+        silent.reset()  # the request fails: the storage fault replaces the slow banner
+        qtbot.waitUntil(lambda: Fault.STORAGE_UNREACHABLE in rig.window.status.faults, timeout=10000)
+        qtbot.waitUntil(lambda: rig.window.fault_banners[Fault.STORAGE_UNREACHABLE].isVisible(), timeout=2000)
+        assert not banner.isVisible()
+        assert state_text(rig) == "Recording"
+    finally:
+        silent.close()  # before the rig closes: its last upload pass then fails at once
 
 
 def test_storage_unreachable_banner_shows_while_the_store_is_missing_and_clears_when_it_is_back(make_rig):

@@ -528,3 +528,33 @@ def test_a_manifest_uploaded_the_day_its_call_started_leaves_no_arrival_marker(t
     assert Uploader(spool, store, FAST, utc_now=lambda: m.started_at).drain(5)
     assert not [k for k, _, _ in store.log if k.startswith("arrivals/")]
     assert load_manifest(store.inner, m.call_id) == m
+
+
+def test_each_store_request_is_in_the_status_while_it_is_in_flight(tmp_path):
+    """The window's "slow to answer" banner reads ``request_started``: set, from the clock,
+    when a put begins, and cleared once it returns, whether it succeeded or failed."""
+    import time
+
+    class WatchedStore(FlakyStore):
+        """The real FolderStore (failing its first put), noting what the status said during each put."""
+
+        def put(self, key, source, **kw) -> PutReceipt:
+            seen.append(uploader.status().request_started)
+            return super().put(key, source, **kw)
+
+    spool = Spool(tmp_path / "spool")
+    m = record(spool, seconds=2.0)
+    seen: list = []
+    statuses = []
+    before = time.monotonic()
+    uploader = Uploader(spool, WatchedStore(store_for(tmp_path), fail_first=1), FAST, on_status=statuses.append)
+    assert uploader.run_pass() is True
+    after = time.monotonic()
+    assert len(seen) == len(m.chunks) + 1 + 1  # every chunk, the manifest, and the retried first put
+    assert all(s is not None and before <= s <= after for s in seen), seen
+    assert len(set(seen)) == len(seen)  # each request its own start
+    assert uploader.status().request_started is None
+    started = [s.request_started for s in statuses]
+    assert [v for v in started if v is not None] == seen
+    # each request cleared as soon as it returned, the failed one too
+    assert all(started[i + 1] is None for i, v in enumerate(started) if v is not None)
