@@ -248,7 +248,7 @@ def main() -> None:
               f"mean {statistics.mean(delays) * 1000:.0f} ms")
         manifest_puts = traffic["objects"] - traffic["chunks"]
         print(f"    uploaded {traffic['objects']} objects ({manifest_puts} manifest puts), {traffic['bytes']} B for "
-              f"{traffic['audio_bytes']} B of audio: provisional manifests re-sent after every chunk add "
+              f"{traffic['audio_bytes']} B of audio: the manifests add "
               f"{(traffic['bytes'] - traffic['audio_bytes']) / max(1, traffic['audio_bytes']):.0%}")
     finally:
         server.stop()
