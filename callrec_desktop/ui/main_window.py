@@ -39,6 +39,7 @@ from callrec_desktop.ui.user_settings import load_snapshot, restore_geometry, sa
 from callrec_desktop.ui.widgets import (
     NO_DEVICE_TEXT,
     PAYMENT_EXPLANATION,
+    SHORT_REASON,
     ElidedLabel,
     FaultBanner,
     InfoBar,
@@ -606,16 +607,25 @@ class MainWindow(QMainWindow):
         self.caller_meter.set_level(caller, now, in_call=in_call, available=live and not mono,
                                     unavailable_text="Not recorded (agent only)" if mono else
                                     "No input" if s.capturing else "Not capturing")
-        warn = [name for name, m in (("your microphone", self.agent_meter), ("the caller", self.caller_meter))
-                if m.no_signal]
-        self.compact.warning.setText(f"No signal from {' or '.join(warn)}" if warn else "")
-        self.compact.warning.setVisible(bool(warn))
         self._update_timers(now)
-        self._update_storage_wait(now)
+        slow = self._update_storage_wait(now)
+        # The compact window has no banners: it lists what they say, shortest first.
+        warnings = [SHORT_REASON[fault] for fault in FAULT_ORDER if fault in s.faults]
+        if slow:
+            warnings.append("Central storage is slow to answer")
+        silent = [name for name, m in (("your microphone", self.agent_meter), ("the caller", self.caller_meter))
+                  if m.no_signal]
+        if silent:
+            warnings.append(f"No signal from {' or '.join(silent)}")
+        text = "\n".join(f"⚠ {w}" for w in warnings)
+        if self.compact.warning.text() != text:
+            self.compact.warning.setText(text)
+            self.compact.warning.setAccessibleName(f"Warnings: {'; '.join(warnings)}" if warnings else "No warnings")
+            self.compact.warning.setVisible(bool(warnings))
 
-    def _update_storage_wait(self, now: float) -> None:
+    def _update_storage_wait(self, now: float) -> bool:
         """The "slow to answer" banner, while an upload has waited STORAGE_SLOW_SECONDS or more
-        and no storage fault says more (render and every tick)."""
+        and no storage fault says more (render and every tick). True while it is shown."""
         started = self.status.upload.request_started
         waiting = (started is not None and now - started >= STORAGE_SLOW_SECONDS
                    and Fault.STORAGE_UNREACHABLE not in self.status.faults)
@@ -623,6 +633,7 @@ class MainWindow(QMainWindow):
             self.storage_slow_banner.set_message(f"an upload has had no answer for {now - started:.0f} s")
         if waiting != self.storage_slow_banner.isVisibleTo(self):
             self.storage_slow_banner.setVisible(waiting)
+        return waiting
 
     # ---- operations ---------------------------------------------------------------------------
     def _run(self, what: str, op: Callable[[], object]) -> bool:

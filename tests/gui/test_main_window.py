@@ -416,6 +416,29 @@ def test_storage_unreachable_banner_shows_while_the_store_is_missing_and_clears_
     assert not rig.window.upload_error.isVisible()
 
 
+def test_the_compact_window_lists_the_faults_its_missing_banners_would_show(make_rig):
+    """In compact mode the full window (and its banners) is hidden: the compact window says the
+    same in one line per fault, and clears it when the fault is resolved."""
+    rig = make_rig(store_exists=False).start()
+    rig.wait_capturing()
+    w = rig.window
+    w.compact_action.trigger()
+    rig.qtbot.waitUntil(w.compact.isVisible, timeout=3000)
+    assert not w.isVisible() and not w.compact.warning.isVisible()
+    start_call(rig)
+    rig.qtbot.waitUntil(w.compact.warning.isVisible, timeout=5000)
+    assert w.compact.warning.text() == "⚠ Central storage unreachable"
+    assert w.compact.warning.accessibleName() == "Warnings: Central storage unreachable"
+    rig.controls.lose.set()  # and now the headset: both, the one that stops recording first
+    rig.qtbot.waitUntil(lambda: w.compact.warning.text().count("⚠") == 2, timeout=5000)
+    assert w.compact.warning.text().split("\n") == ["⚠ The microphone or headset was lost",
+                                                    "⚠ Central storage unreachable"]
+    assert w.compact.state.title.text() == "NOT RECORDING"
+    rig.store_root.mkdir()
+    rig.qtbot.waitUntil(lambda: "Central storage" not in w.compact.warning.text(), timeout=8000)
+    assert w.compact.warning.text() == "⚠ The microphone or headset was lost"
+
+
 def test_no_device_says_so_plainly_and_try_again_finds_it(make_rig):
     rig = make_rig(device=False).start()
     w = rig.window
