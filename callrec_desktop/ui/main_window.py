@@ -272,6 +272,7 @@ class MainWindow(QMainWindow):
         self.settings_dialog: SettingsDialog | None = None
         self.help_dialog: HelpDialog | None = None
         self._settings_loading = False
+        self._announced: set[Fault] = set()  # the faults shown at the last render
 
         self.setWindowTitle("callrec-desktop")
         self.setWindowIcon(state_icon("idle"))
@@ -547,6 +548,10 @@ class MainWindow(QMainWindow):
             else:
                 banner.set_message(message)
                 banner.show()
+        for fault in FAULT_ORDER:  # a new fault is announced on the desktop too: the window may be behind others
+            if fault in status.faults and fault not in self._announced:
+                self.tray.notify(FAULT_TITLES[fault], f"{FAULT_ADVICE[fault]}\n{status.faults[fault]}")
+        self._announced = set(status.faults)
         if status.notice and status.notice != self._dismissed_notice:
             self.notice_bar.show_message(status.notice)
         elif not status.notice:
@@ -618,6 +623,7 @@ class MainWindow(QMainWindow):
         if silent:
             warnings.append(f"No signal from {' or '.join(silent)}")
         text = "\n".join(f"⚠ {w}" for w in warnings)
+        self.tray.set_warnings(warnings)
         if self.compact.warning.text() != text:
             self.compact.warning.setText(text)
             self.compact.warning.setAccessibleName(f"Warnings: {'; '.join(warnings)}" if warnings else "No warnings")

@@ -1,8 +1,12 @@
-"""The system-tray icon: its icon and tooltip carry the recording state, its menu the payment
-buttons. Where the desktop has no tray (``isSystemTrayAvailable()`` false, e.g. offscreen) the
-icon is never shown, but its state is still kept so the compact window and tests agree."""
+"""The system-tray icon: its icon and tooltip carry the recording state and the warnings, its
+menu the payment buttons, and a fault that appears is announced as a desktop notification
+(the window may be behind the softphone or CRM). Where the desktop has no tray
+(``isSystemTrayAvailable()`` false, e.g. offscreen) the icon is never shown, but its state
+and the notifications it would show are still kept, so the compact window and tests agree."""
 
 from __future__ import annotations
+
+import time
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
@@ -10,6 +14,9 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 
 from callrec_desktop.ui.adapter import emit_signal
 from callrec_desktop.ui.widgets import StateView, state_icon
+
+
+NOTIFY_AGAIN_AFTER_SECONDS = 300.0
 
 
 class TrayIcon(QObject):
@@ -34,6 +41,11 @@ class TrayIcon(QObject):
         self.icon.activated.connect(self._on_icon_activated)
         self.kind = ""
         self.tooltip = ""
+        self.title = ""
+        self.line: str | None = None
+        self.warnings: tuple[str, ...] = ()
+        self.notifications: list[tuple[str, str]] = []  # (title, message), as shown or as they would be
+        self._notified_at: dict[str, float] = {}  # title -> time.monotonic() it was last announced
 
     def start(self) -> None:
         if self.available:
@@ -43,10 +55,33 @@ class TrayIcon(QObject):
         self.icon.hide()
 
     def update_state(self, view: StateView, line: str | None) -> None:
-        tooltip = f"callrec-desktop — {view.title}" + (f"\n{line}" if line else "")
         if view.kind != self.kind:
             self.kind = view.kind
             self.icon.setIcon(state_icon(view.kind))
+        self.title, self.line = view.title, line
+        self._set_tooltip()
+
+    def set_warnings(self, warnings: list[str]) -> None:
+        self.warnings = tuple(warnings)
+        self._set_tooltip()
+
+    def notify(self, title: str, message: str, *, again_after: float = NOTIFY_AGAIN_AFTER_SECONDS) -> bool:
+        """Announce a fault, unless the same one was announced less than ``again_after``
+        seconds ago (a network that comes and goes must not flood the desktop). True if shown."""
+        now = time.monotonic()
+        last = self._notified_at.get(title)
+        if last is not None and now - last < again_after:
+            return False
+        self._notified_at[title] = now
+        self.notifications.append((title, message))
+        if self.available:
+            self.icon.showMessage(title, message, QSystemTrayIcon.MessageIcon.Warning, 10_000)
+        return True
+
+    def _set_tooltip(self) -> None:
+        parts = [f"callrec-desktop — {self.title}", self.line or "",
+                 *(f"⚠ {w}" for w in self.warnings)]
+        tooltip = "\n".join(p for p in parts if p)
         if tooltip != self.tooltip:
             self.tooltip = tooltip
             self.icon.setToolTip(tooltip)

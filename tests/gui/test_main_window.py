@@ -439,6 +439,28 @@ def test_the_compact_window_lists_the_faults_its_missing_banners_would_show(make
     assert w.compact.warning.text() == "⚠ The microphone or headset was lost"
 
 
+def test_a_new_fault_is_announced_on_the_desktop_once_and_listed_in_the_tray_tooltip(make_rig):
+    """The tray is unavailable offscreen; ``TrayIcon`` keeps what it shows (or would show)."""
+    import shutil
+
+    rig = make_rig(store_exists=False).start()
+    rig.wait_capturing()
+    start_call(rig)
+    tray = rig.window.tray
+    rig.qtbot.waitUntil(lambda: len(tray.notifications) > 0, timeout=5000)
+    [(title, message)] = tray.notifications
+    assert title == "Central storage unreachable — recordings are kept safely on this PC"
+    assert "upload by themselves" in message and "not found" in message
+    rig.qtbot.waitUntil(lambda: "⚠ Central storage unreachable" in tray.tooltip, timeout=3000)
+    assert tray.tooltip.startswith("callrec-desktop — Recording\n01443 425002")
+    rig.store_root.mkdir()
+    rig.qtbot.waitUntil(lambda: "⚠" not in tray.tooltip, timeout=8000)
+    shutil.rmtree(rig.store_root)  # the share goes away again within minutes: no second announcement
+    rig.qtbot.waitUntil(lambda: Fault.STORAGE_UNREACHABLE in rig.window.status.faults, timeout=8000)
+    rig.qtbot.waitUntil(lambda: "⚠ Central storage unreachable" in tray.tooltip, timeout=3000)
+    assert len(tray.notifications) == 1
+
+
 def test_no_device_says_so_plainly_and_try_again_finds_it(make_rig):
     rig = make_rig(device=False).start()
     w = rig.window
