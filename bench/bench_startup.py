@@ -15,7 +15,9 @@ page cache. Medians of ``--runs``; the ratio is app / bare in the same run.
 A second baseline, "PySide6 window, app's Qt classes", is the bare window after importing the
 Qt classes the app's window uses (listed by a probe run of the real app, so it cannot drift):
 PySide6 builds each class, and its Python enums, on first import, and the ``Qt`` namespace
-alone has 93 of them. The app's ratio to it is what our own code costs.
+alone has 93 of them. A third, "... and the app's libraries", also imports every other module
+the app has loaded by then except ours (the standard library for settings and logging,
+platformdirs, ...): the app's ratio to it is what our own code costs.
 
 Memory (RSS, psutil, offscreen): the bare window; the app idle (started normally; this machine
 has no microphone, so it shows the no-device banner and captures nothing); the app recording
@@ -66,11 +68,15 @@ from PySide6.QtWidgets import QApplication
 MODULES = ("PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets")
 before = {m: set(vars(sys.modules[m])) for m in MODULES}
 app = QApplication(sys.argv)
+loaded = set(sys.modules)
 
 def dump():
     for m in MODULES:
         names = sorted(n for n in set(vars(sys.modules[m])) - before[m] if n.startswith("Q"))
         print(m, " ".join(names), flush=True)
+    libraries = sorted(m for m in set(sys.modules) - loaded
+                       if not m.startswith(("callrec_desktop", "__main__")) and sys.modules[m] is not None)
+    print("LIBRARIES", " ".join(libraries), flush=True)
     os._exit(0)
 
 QTimer.singleShot(0, dump)  # queued before the app's own first-turn jobs
@@ -121,31 +127,39 @@ def stop(proc: subprocess.Popen) -> None:
         proc.communicate()
 
 
-def app_qt_classes(env: dict) -> dict[str, list[str]]:
-    """{PySide6 module: [class names]} the app's window has PySide6 create before it is shown."""
+def app_imports(env: dict) -> dict[str, list[str]]:
+    """What the app loads before its window is shown, beyond a bare PySide6 window:
+    {PySide6 module: [class names PySide6 created]} and {"LIBRARIES": [module names not ours]}."""
     done = subprocess.run([sys.executable, "-c", PROBE], env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     out = {}
     for line in done.stdout.splitlines():
         module, _, names = line.partition(" ")
-        if module.startswith("PySide6.") and names:
+        if (module.startswith("PySide6.") or module == "LIBRARIES") and names:
             out[module] = names.split()
     if not out:
         raise RuntimeError(f"the class probe printed nothing ({done.returncode}):\n{done.stderr[-3000:]}")
     return out
 
 
-def same_classes_window(classes: dict[str, list[str]]) -> str:
+def same_classes_window(imported: dict[str, list[str]], libraries: bool = False) -> str:
     """The bare window, after importing the Qt classes the app uses (so PySide6 builds them and
-    their enums, as it does for the app): Qt's own share of the app's start-up."""
-    imports = "\n".join(f"from {m} import {', '.join(names)}" for m, names in classes.items())
-    return BARE.replace("import sys\n", f"import sys\n{imports}\n", 1)
+    their enums, as it does for the app): Qt's own share of the app's start-up. With
+    ``libraries``, also every other module the app loads before its window, ours excepted
+    (the standard library, platformdirs, ...): all but our own code."""
+    lines = [f"from {m} import {', '.join(names)}" for m, names in imported.items() if m.startswith("PySide6.")]
+    if libraries:
+        lines.append("import importlib")
+        lines.append(f"for _name in {imported.get('LIBRARIES', [])!r}:")
+        lines.append("    try:\n        importlib.import_module(_name)\n    except ImportError:\n        pass")
+    return BARE.replace("import sys\n", "import sys\n" + "\n".join(lines) + "\n", 1)
 
 
 def variants(bundle: Path | None, classes: dict[str, list[str]]) -> dict[str, list[str]]:
     py = sys.executable
     out = {"bare PySide6 window": [py, "-c", BARE],
            "PySide6 window, app's Qt classes": [py, "-c", same_classes_window(classes)],
+           "... and the app's libraries": [py, "-c", same_classes_window(classes, libraries=True)],
            "callrec-desktop": [py, "-c", APP, "-v"]}
     if bundle is not None:
         out["callrec-desktop (bundle)"] = [str(bundle / "callrec-desktop"), "-v"]
@@ -158,7 +172,9 @@ def time_startup(platform: str, runs: int, bundle: Path | None, display: str | N
     if display:
         base["DISPLAY"] = display
     with tempfile.TemporaryDirectory(prefix="callrec-bench-") as tmp:
-        classes = app_qt_classes(fresh_env(base, Path(tmp), platform))
+        classes = app_imports(fresh_env(base, Path(tmp), platform))
+    print(f"  {platform:9} the app loads {sum(len(v) for k, v in classes.items() if k != 'LIBRARIES')} Qt classes "
+          f"and {len(classes.get('LIBRARIES', []))} other modules before its window", file=sys.stderr, flush=True)
     for name, argv in variants(bundle, classes).items():
         times = []
         for i in range(runs + 1):  # run 0 warms the page cache and is not counted
@@ -236,15 +252,17 @@ def main() -> int:
                 stop_xvfb(xvfb)
         bare = statistics.median(results["bare PySide6 window"])
         same = statistics.median(results["PySide6 window, app's Qt classes"])
+        libs = statistics.median(results["... and the app's libraries"])
         for name, times in results.items():
             med = statistics.median(times)
-            rows.append((platform, name, med, min(times), max(times), med / bare, med / same))
+            rows.append((platform, name, med, min(times), max(times), med / bare, med / same, med / libs))
 
-    print(f"\nStart-up to window shown (N={args.runs}, medians; ratios to the two baselines on the same platform)\n")
-    print("| platform | program | median s | min s | max s | ratio to bare window | ratio to window with the app's Qt classes |")
-    print("|---|---|---|---|---|---|---|")
-    for platform, name, med, lo, hi, ratio, ratio_same in rows:
-        print(f"| {platform} | {name} | {med:.3f} | {lo:.3f} | {hi:.3f} | {ratio:.2f}× | {ratio_same:.2f}× |")
+    print(f"\nStart-up to window shown (N={args.runs}, medians; ratios to the three baselines on the same platform)\n")
+    print("| platform | program | median s | min s | max s | ratio to bare window | to window + app's Qt classes "
+          "| to window + app's Qt classes and libraries |")
+    print("|---|---|---|---|---|---|---|---|")
+    for platform, name, med, lo, hi, *ratios in rows:
+        print(f"| {platform} | {name} | {med:.3f} | {lo:.3f} | {hi:.3f} | " + " | ".join(f"{r:.2f}×" for r in ratios) + " |")
     if not args.no_memory:
         mem = memory()
         bare = mem["bare PySide6 window"]
