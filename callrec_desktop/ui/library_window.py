@@ -693,7 +693,6 @@ class LibraryWindow(QMainWindow):
             self.history_label.setText(f"The access history cannot be read: {_escape(str(result.error))}")
         emit_signal(self.history_shown, call_id)
 
-    # ---- access: purpose first, logged, then play / export / note -------------------------------------------
     # ---- the playback device -----------------------------------------------------------------------
     def _on_playback_loaded(self, result: TaskResult) -> None:
         if not result.ok:
@@ -716,6 +715,7 @@ class LibraryWindow(QMainWindow):
             self.message.setText(f"Calls play on {where} until you close the Library, but the choice could not "
                                  f"be kept: {result.error}")
 
+    # ---- access: purpose first, logged, then play / export / note -------------------------------------------
     def request_access(self, action: str, granted: Callable[[], None]) -> None:
         """Ask for the purpose (unless this call already has one, for play), record it on a
         worker, then call ``granted()`` on the GUI thread. Cancel: nothing happens. (Notes are

@@ -614,7 +614,7 @@ class MainWindow(QMainWindow):
                                     "No input" if s.capturing else "Not capturing")
         self._update_timers(now)
         slow = self._update_storage_wait(now)
-        # The compact window has no banners: it lists what they say, shortest first.
+        # The compact window has no banners: it lists what they say, in short words, worst first.
         warnings = [SHORT_REASON[fault] for fault in FAULT_ORDER if fault in s.faults]
         if slow:
             warnings.append("Central storage is slow to answer")
