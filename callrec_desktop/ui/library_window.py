@@ -283,6 +283,8 @@ class LibraryWindow(QMainWindow):
         self.model.page_loaded.connect(self._on_model_page_loaded)
         self.model.load_failed.connect(self._on_model_load_failed)
         self._playback = playback
+        self._output_to_save: str | None = None  # a "Play on" choice waiting for the save before it
+        self._saving_output = False
         if playback is not None:  # "Play on": this PC's outputs (PortAudio) and the setting, on a worker
             self.player.output_device_chosen.connect(self._on_player_output_device_chosen)
             self.adapter.run_task(playback.load, self._on_playback_loaded, name="library-outputs")
@@ -702,11 +704,22 @@ class LibraryWindow(QMainWindow):
         self.player.set_output_devices(result.value)
 
     def _on_player_output_device_chosen(self, device: str) -> None:
-        playback = self._playback
+        self._output_to_save = device
+        if not self._saving_output:
+            self._save_output()
+
+    def _save_output(self) -> None:
+        """One save at a time, so two quick choices are written in the order they were made."""
+        playback, device = self._playback, self._output_to_save
+        self._output_to_save, self._saving_output = None, True
         self.adapter.run_task(lambda: playback.save(device), lambda r: self._on_output_saved(device, r),
                               name="library-output-save")
 
     def _on_output_saved(self, device: str, result: TaskResult) -> None:
+        self._saving_output = False
+        if self._output_to_save is not None:  # chosen again meanwhile: save that, and say so then
+            self._save_output()
+            return
         where = self.player.output.currentText() if self.player.output.currentData() == device else device
         if result.ok:
             self.message.setText(f"Calls play on {where}; kept for next time in {result.value}.")

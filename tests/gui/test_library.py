@@ -643,6 +643,18 @@ def test_play_on_moves_the_call_to_the_chosen_output_paused_where_it_was_and_kee
     assert again.outputs == ["Speakers"]
 
 
+def test_quick_play_on_choices_are_kept_in_the_order_they_were_made(leaders, tmp_path):
+    playback = playback_choice(tmp_path)
+    lib = leaders(playback=playback)
+    combo = lib.window.player.output
+    wait_outputs(lib, 3)
+    for name in ("Headset", "Speakers", "Headset", "Speakers"):  # faster than a save takes
+        combo.setCurrentIndex(combo.findData(name))
+    lib.qtbot.waitUntil(lambda: "kept for next time" in lib.window.message.text(), timeout=5000)
+    assert lib.window.message.text().startswith("Calls play on Speakers;")
+    assert load_config(system_file=None, user_file=playback.user_file, env={}).audio.output_device == "Speakers"
+
+
 def test_play_on_set_by_it_cannot_be_changed_and_says_where_it_is_set(leaders, tmp_path):
     lib = leaders(playback=playback_choice(tmp_path, system='[audio]\noutput_device = "Speakers"\n'))
     combo = lib.window.player.output
