@@ -263,6 +263,11 @@ class Shooter:
         f.lose.set()
         self.wait_until(lambda: f.window.view.title == "NOT RECORDING", what="device lost")
         self.shot(f.window, "fault_not_recording")
+        f.window.compact_action.setChecked(True)
+        f.window.compact.move(900, 60)
+        self.wait_until(lambda: f.window.compact.warning.text().count("⚠") == 2, what="compact warnings")
+        self.shot(f.window.compact, "compact_fault")
+        f.window.compact_action.setChecked(False)
 
         n = self.rig("nodevice", device=False)
         self.wait_until(lambda: Fault.NO_DEVICE in n.window.status.faults, what="no device")

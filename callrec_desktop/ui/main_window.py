@@ -505,18 +505,18 @@ class MainWindow(QMainWindow):
         in_call = status.state in (CallState.RECORDING, CallState.PAUSED)
         paying = status.payment_in_progress
 
-        # the line
+        # the line (after the recording ended too: the caller may still be on it)
         if status.line_number and (in_call or status.state is CallState.ENDED):
             self.line_number.setText(status.line_number)
             self.department.setText(status.department or "")
             self.caller.setText(f"Caller: {status.caller}" if status.caller else "Caller's number not known")
+            self.compact.line.setText(f"{status.line_number} – {status.department}")
         else:
             self.line_number.setText("No call")
             self.department.setText("")
             self.caller.setText("")
+            self.compact.line.setText("No call")
         self.line_number.setAccessibleDescription(f"{self.line_number.text()} {self.department.text()}".strip())
-        line_text = (f"{status.line_number} – {status.department}" if status.line_number and in_call else "No call")
-        self.compact.line.setText(line_text)
         self._update_timers(now)
 
         # actions

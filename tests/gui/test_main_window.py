@@ -434,6 +434,8 @@ def test_the_compact_window_lists_the_faults_its_missing_banners_would_show(make
     assert w.compact.warning.text().split("\n") == ["⚠ The microphone or headset was lost",
                                                     "⚠ Central storage unreachable"]
     assert w.compact.state.title.text() == "NOT RECORDING"
+    assert w.compact.line.text() == w.line_number.text() + " – " + w.department.text()  # as the full window
+    assert w.line_number.text() == "01443 425002"
     rig.store_root.mkdir()
     rig.qtbot.waitUntil(lambda: "Central storage" not in w.compact.warning.text(), timeout=8000)
     assert w.compact.warning.text() == "⚠ The microphone or headset was lost"
