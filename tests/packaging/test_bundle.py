@@ -56,3 +56,26 @@ def test_the_bundle_holds_resources_and_native_libraries_and_no_unused_qt(bundle
 
     data = internal / "botocore" / "data"
     assert (data / "s3").is_dir() and not (data / "ec2").exists(), "botocore models: only S3 and the auth services"
+
+
+def bundled_modules(executable: Path) -> set[str]:
+    """The Python modules in a frozen program's archive (PyInstaller's own reader)."""
+    from PyInstaller.archive.readers import CArchiveReader
+
+    archive = CArchiveReader(str(executable))
+    [pyz] = [name for name in archive.toc if name.endswith(".pyz")]
+    return set(archive.open_embedded_archive(pyz).toc)
+
+
+def test_every_module_of_the_package_is_in_a_frozen_program(bundle):
+    """Modules the programs import only when first needed (the call dialogs, help, settings,
+    the Library, the engine on its worker) must still be frozen: a missing one would only show
+    as ModuleNotFoundError when a handler first opens it."""
+    package = REPO / "callrec_desktop"
+    ours = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+            for p in package.rglob("*.py")}
+    test_helpers = {"callrec_desktop.audio.signals"}  # tones for tests, imported by no program
+    window, cli = bundled_modules(bundle / "callrec-desktop"), bundled_modules(bundle / "callrec")
+    assert {"callrec_desktop.ui.call_dialogs", "callrec_desktop.ui.help", "callrec_desktop.ui.library_window"} <= window
+    missing = ours - test_helpers - {"callrec_desktop.__main__"} - window - cli
+    assert not missing, f"not frozen into either program: {sorted(missing)}"
