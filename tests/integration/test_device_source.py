@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from callrec_desktop.audio.signals import make_stereo, peak_frequency, tone
+from tests.support.signals import make_stereo, peak_frequency, tone
 from callrec_desktop.audio.sources import (
     NO_INPUT_DEVICE_MESSAGE,
     AudioBlock,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from callrec_desktop.audio.signals import make_stereo, peak_frequency, tone
+from tests.support.signals import make_stereo, peak_frequency, tone
 from callrec_desktop.audio.sources import (
     AudioBlock,
     AudioFileError,

@@ -1,6 +1,6 @@
-"""Small signal helpers: test tones, stereo assembly and a frequency estimate.
+"""Small signal helpers for tests: tones, stereo assembly and a frequency estimate.
 
-Used by tests, benchmarks and the demo audio; pure numpy, no I/O.
+Pure numpy, no I/O.
 """
 
 from __future__ import annotations
