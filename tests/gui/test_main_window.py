@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -40,7 +38,7 @@ def wait_state(rig, title: str, timeout: int = 5000) -> None:
 
 
 def stored_manifest(rig, call_id: str, timeout: int = 10000):
-    """The finished manifest, once the uploader has put it in the folder store."""
+    """The finished manifest, once the uploader has put it in the rig's store."""
     found = {}
 
     def ready() -> bool:
@@ -336,68 +334,41 @@ def test_a_write_failure_during_a_call_says_not_recording_and_the_banner_stays_u
     assert state_text(rig) == "Recording"
 
 
-class SilentServer:
-    """An S3 endpoint gone quiet: a real TCP server on 127.0.0.1 that accepts connections and
-    never answers. ``reset()`` drops what it holds, so the client's request fails."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)  # so close() is seen promptly
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.held: list[socket.socket] = []
-        self.closing = threading.Event()
-        self.thread = threading.Thread(target=self._accept, name="silent-s3", daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while not self.closing.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            self.held.append(conn)
-
-    def reset(self) -> None:
-        for conn in self.held:
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.close()
-        self.held.clear()
-
-    def close(self) -> None:
-        self.closing.set()
-        self.thread.join(5)
-        self.sock.close()
-        self.reset()
-
-
-def test_a_store_that_goes_quiet_is_shown_as_slow_before_its_request_times_out(make_rig, qtbot):
-    """A request that gets no answer fails only at the read timeout (30 s here, as in the app);
-    the window says so after STORAGE_SLOW_SECONDS, then shows "unreachable" once it fails."""
+def test_a_store_that_goes_quiet_is_shown_as_slow_then_unreachable_then_fine_again(make_rig, qtbot, s3_server):
+    """The real S3 server behind a proxy that stops answering (the ``silent`` fault): a request
+    that gets no answer fails only at the read timeout (30 s, as in the app), but the window
+    says "slow to answer" after STORAGE_SLOW_SECONDS. Then the proxy drops what it holds (the
+    request fails: "unreachable") and answers again: the banners clear and the call uploads."""
     from callrec_desktop.storage.s3 import S3Store
+    from tests.support.faultproxy import FaultProxy
 
-    silent = SilentServer()
-    try:
-        store = S3Store("calls", endpoint_url=silent.url, credentials=("test-access", "test-secret"))
+    bucket = s3_server.make_bucket()
+    with FaultProxy("127.0.0.1", s3_server.port, p=1.0, faults=("silent",)) as proxy:
+        store = S3Store(bucket, "calls", endpoint_url=proxy.endpoint_url, region=s3_server.region,
+                        addressing_style="path", credentials=(s3_server.access_key, s3_server.secret_key))
         rig = make_rig(store=store).start()
         rig.wait_capturing()
-        start_call(rig)  # the first chunk seals after 1 s; its upload gets no answer
-        banner = rig.window.storage_slow_banner
-        qtbot.waitUntil(lambda: banner.isVisible(), timeout=10000)
+        call_id = start_call(rig)  # its first upload (provisional manifest or first chunk) gets no answer
+        slow, unreachable = rig.window.storage_slow_banner, rig.window.fault_banners[Fault.STORAGE_UNREACHABLE]
+        qtbot.waitUntil(slow.isVisible, timeout=10000)
         upload = rig.window.status.upload
         assert upload.request_started is not None and upload.last_error is None  # not failed yet
-        assert Fault.STORAGE_UNREACHABLE not in rig.window.status.faults
-        assert not rig.window.fault_banners[Fault.STORAGE_UNREACHABLE].isVisible()
-        assert banner.accessibleName() == f"Warning: {STORAGE_SLOW_TITLE}"
-        assert "an upload has had no answer for" in banner.message.text()
+        assert not unreachable.isVisible()
+        assert slow.accessibleName() == f"Warning: {STORAGE_SLOW_TITLE}"
+        assert "an upload has had no answer for" in slow.message.text()
         assert state_text(rig) == "Recording"  # the call goes on, into the spool
 
-        silent.reset()  # the request fails: the storage fault replaces the slow banner
-        qtbot.waitUntil(lambda: Fault.STORAGE_UNREACHABLE in rig.window.status.faults, timeout=10000)
-        qtbot.waitUntil(lambda: rig.window.fault_banners[Fault.STORAGE_UNREACHABLE].isVisible(), timeout=2000)
-        assert not banner.isVisible()
-        assert state_text(rig) == "Recording"
-    finally:
-        silent.close()  # before the rig closes: its last upload pass then fails at once
+        faults_seen: list = []  # every status the desk publishes (the window may coalesce two)
+        rig.desk.add_listener(lambda st: faults_seen.append(set(st.faults)))
+        proxy.p = 0.0  # from now on it relays
+        proxy.release()  # and the held request fails, then the retry goes through
+        qtbot.waitUntil(lambda: any(Fault.STORAGE_UNREACHABLE in f for f in faults_seen), timeout=10000)
+        qtbot.waitUntil(lambda: rig.window.status.upload.last_success is not None, timeout=10000)
+        assert not unreachable.isVisible() and not rig.window.upload_error.isVisible()
+        assert not slow.isVisible() and state_text(rig) == "Recording"
+        rig.window.end_call_button.click()
+        m = stored_manifest(rig, call_id, timeout=15000)  # the whole call reached the S3 server
+        assert verify_call(store, m) == [] and proxy.counts["silent"] == 1
 
 
 def test_storage_unreachable_banner_shows_while_the_store_is_missing_and_clears_when_it_is_back(make_rig):

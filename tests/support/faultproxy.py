@@ -7,7 +7,9 @@ fault instead of relaying:
 - ``500``/``503``: answers with an S3-style XML error (InternalError / SlowDown) and closes;
 - ``reset``: resets the client connection (SO_LINGER 0) before anything reaches upstream;
 - ``reset_after``: relays the request upstream, then resets the client connection instead
-  of relaying the reply (the write happened, the client never hears: tests idempotency).
+  of relaying the reply (the write happened, the client never hears: tests idempotency);
+- ``silent`` (only when asked for by name): reads the request head and answers nothing, as a
+  server gone quiet, until ``release()`` (or ``stop()``) resets the connections it holds.
 
 Otherwise it relays bytes both ways. Knows just enough HTTP/1.1 to find request boundaries
 (Content-Length, ``Expect: 100-continue``); a chunked request body makes the rest of that
@@ -24,7 +26,8 @@ import struct
 import threading
 from typing import Self
 
-FAULTS = ("500", "503", "reset", "reset_after")
+FAULTS = ("500", "503", "reset", "reset_after")  # the default mix: each ends its request at once
+ALL_FAULTS = (*FAULTS, "silent")
 _ERRORS = {
     "500": (b"500 Internal Server Error", b"InternalError", b"We encountered an internal error. Please try again."),
     "503": (b"503 Slow Down", b"SlowDown", b"Please reduce your request rate."),
@@ -45,8 +48,8 @@ class FaultProxy:
     ) -> None:
         if upstream_host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("FaultProxy is for loopback only")
-        if not set(faults) <= set(FAULTS):
-            raise ValueError(f"faults must be among {FAULTS}")
+        if not set(faults) <= set(ALL_FAULTS):
+            raise ValueError(f"faults must be among {ALL_FAULTS}")
         self.upstream = (upstream_host, upstream_port)
         self.p = p
         self.faults = faults
@@ -58,6 +61,7 @@ class FaultProxy:
         self._sockets: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
         self._stopping = threading.Event()
+        self._silence = 0  # bumped by release(): the silent requests of earlier rounds end
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
         self.port = self._listener.getsockname()[1]
@@ -80,6 +84,11 @@ class FaultProxy:
         for t in threads:
             t.join(timeout=5)
 
+    def release(self) -> None:
+        """End every request held by the ``silent`` fault: its connection is reset."""
+        with self._lock:
+            self._silence += 1
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -88,7 +97,7 @@ class FaultProxy:
 
     @property
     def injected(self) -> int:
-        return sum(self.counts[f] for f in FAULTS)
+        return sum(self.counts[f] for f in ALL_FAULTS)
 
     # ---- connections -------------------------------------------------------------------
     def _accept_loop(self) -> None:
@@ -140,6 +149,15 @@ class FaultProxy:
                     _send_error(client, fault)
                     return
                 if fault == "reset":
+                    _reset(client)
+                    return
+                if fault == "silent":
+                    with self._lock:
+                        round_ = self._silence
+                    while not self._stopping.wait(0.05):
+                        with self._lock:
+                            if self._silence != round_:
+                                break
                     _reset(client)
                     return
                 if upstream is None:
