@@ -272,7 +272,6 @@ class MainWindow(QMainWindow):
         self.settings_dialog: SettingsDialog | None = None
         self.help_dialog: HelpDialog | None = None
         self._settings_loading = False
-        self._announced: set[Fault] = set()  # the faults shown at the last render
 
         self.setWindowTitle("callrec-desktop")
         self.setWindowIcon(state_icon("idle"))
@@ -498,6 +497,7 @@ class MainWindow(QMainWindow):
 
     def render(self, status: DeskStatus) -> None:
         """Show a desk status. GUI thread."""
+        shown_faults = self.status.faults
         self.status = status
         now = time.monotonic()
         view = describe_state(status, now)
@@ -549,9 +549,8 @@ class MainWindow(QMainWindow):
                 banner.set_message(message)
                 banner.show()
         for fault in FAULT_ORDER:  # a new fault is announced on the desktop too: the window may be behind others
-            if fault in status.faults and fault not in self._announced:
+            if fault in status.faults and fault not in shown_faults:
                 self.tray.notify(FAULT_TITLES[fault], f"{FAULT_ADVICE[fault]}\n{status.faults[fault]}")
-        self._announced = set(status.faults)
         if status.notice and status.notice != self._dismissed_notice:
             self.notice_bar.show_message(status.notice)
         elif not status.notice:

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 SPEEDS = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 CHANNELS = (("Both", "both"), ("Agent", "agent"), ("Caller", "caller"))
 OUTPUT_DEFAULT_TEXT = "System default output"
+OUTPUT_TIP = "Where calls are played. Your choice is kept for next time."
 SEEK_STEP = 5.0
 DRAG_PIXELS = 4  # a press that moves less than this is a click (seek), not a drag (select)
 MIN_SELECTION_SECONDS = 0.1
@@ -353,7 +354,7 @@ class PlayerWidget(QWidget):
         self.output = QComboBox(self)
         self.output.setAccessibleName("Sound output to play on")
         self.output.addItem(OUTPUT_DEFAULT_TEXT, DEFAULT_OUTPUT)
-        self.output.setToolTip("Where calls are played. Your choice is kept for next time.")
+        self.output.setToolTip(OUTPUT_TIP)
         self.output.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.output.currentIndexChanged.connect(self._on_output_current_index_changed)
         self.status = QLabel(self)
@@ -501,7 +502,7 @@ class PlayerWidget(QWidget):
         finally:
             self.output.blockSignals(False)
         self.output.setEnabled(devices.locked is None)
-        tip = devices.locked or devices.error or "Where calls are played. Your choice is kept for next time."
+        tip = devices.locked or devices.error or OUTPUT_TIP
         self.output.setToolTip(tip)
 
     def _on_output_current_index_changed(self, _: int) -> None:
