@@ -15,8 +15,12 @@ pkgs=(libportaudio2 libegl1 libgl1 libxkbcommon0 libfontconfig1 libfreetype6 lib
       libxcb-shape0 libxcb-sync1 libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1)
 if [ "$mode" = test ]; then
   # The virtual audio server, the validity checkers for produced files, a virtual screen
-  # for window screenshots and the focus trigger, and DTMF/speech generation for samples.
-  pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins ffmpeg opus-tools xvfb)
+  # for window screenshots and the focus trigger; the independent references the tests check
+  # against: DTMF decoders (multimon-ng, spandsp's dtmf_rx built with the C compiler), other
+  # players (opusdec above, GStreamer), speech for talk-off material, and age.
+  pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins ffmpeg opus-tools xvfb
+         multimon-ng libspandsp-dev gcc libc6-dev espeak-ng
+         gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good age)
 fi
 
 py="${PYTHON:-python3}"
