@@ -396,9 +396,11 @@ def test_live_call_keeps_recording_through_a_store_outage(flaky_store, tmp_path)
     # the recording never waited for the store: chunks kept being sealed about once a second
     assert rec.results.errors == []
     assert len([t for t, _ in sealed if t_down < t < t_up]) >= 3, "no chunks were sealed during the outage"
-    # chunk k holds audio up to k s; with 0.2 s of look-behind it is sealed about k + 0.2 s in
+    # chunk k holds audio up to k s; with 0.2 s of look-behind it is sealed about k + 0.2 s in.
+    # A recorder that waited for the store would fall behind by the outage (several seconds);
+    # the bound is one chunk, so a loaded 2-core machine (about 0.4 s seen) does not fail it.
     lateness = [t - (t_start + seq * 1.0 + 0.2) for t, seq in sealed]
-    assert max(lateness) < 0.35, f"sealing fell behind real time: {[round(x, 2) for x in lateness]}"
+    assert max(lateness) < 1.0, f"sealing fell behind real time: {[round(x, 2) for x in lateness]}"
     # afterwards: everything in the store exactly once, matching the final manifest
     [final] = rec.results.manifests
     assert len(final.chunks) == CALL_SECONDS and [s for _, s in sealed] == list(range(1, CALL_SECONDS + 1))
