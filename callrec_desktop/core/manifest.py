@@ -3,6 +3,14 @@
 Schema (``schema_version`` 1) is documented in docs/manifest.md. Reading is strict: a
 manifest that does not match gives ``ManifestError`` naming the field and the problem, never
 a half-filled object.
+
+Store objects are untrusted (a broken PC, or an attacker with a write key, can put anything
+there), so reading bounds everything before any of it is used: the object's size
+(``MAX_MANIFEST_BYTES``), JSON nesting (``MAX_JSON_DEPTH``), every integer (at most
+``MAX_JSON_INT_DIGITS`` digits), every time (years ``MIN_YEAR``..``MAX_YEAR``), the call's
+length (``MAX_CALL_SECONDS``: 24 h), the sample rate, and every chunk and pause, which must lie
+inside the call. ``load_json_object`` is the same bounded reader for the other JSON objects in
+a store (notes, access events).
 """
 
 from __future__ import annotations
@@ -28,9 +36,111 @@ EVENT_SOURCES = tuple(s.value for s in EventSource)  # agent, control_api, autom
 DIRECTIONS = ("inbound", "outbound")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
+# ---- bounds on what a store object may claim (see the module docstring) -----------------------
+MAX_JSON_BYTES = 1024 * 1024  # a note, an access event, a marker: a few KB in practice
+MAX_MANIFEST_BYTES = 24 * 1024 * 1024  # 24 h in 1 s chunks is ~20 MB of indented JSON
+MAX_JSON_DEPTH = 32  # a manifest nests 3 deep
+MAX_JSON_INT_DIGITS = 19  # fits a signed 64-bit integer (SQLite's INTEGER)
+MAX_CALL_SECONDS = 24 * 3600  # no call is longer than a day
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192_000
+MAX_BITRATE = 2_000_000
+MAX_CHUNKS = 100_000
+MAX_CHUNK_BYTES = 256 * 1024 * 1024
+MIN_YEAR, MAX_YEAR = 2000, 2100  # every time in a store object (retention may run to MAX_YEAR + 2)
+_MIN_TIME = datetime(MIN_YEAR, 1, 1, tzinfo=timezone.utc)
+_MAX_TIME = datetime(MAX_YEAR + 1, 1, 1, tzinfo=timezone.utc)
+_MAX_RETENTION_TIME = datetime(MAX_YEAR + 3, 1, 1, tzinfo=timezone.utc)
+
 
 class ManifestError(ValueError):
     """A manifest that cannot be trusted; the message names the field and what is wrong."""
+
+
+class StoreDataError(ValueError):
+    """A JSON object from a store (or a spool) that is too big, too deep, not UTF-8 or not JSON."""
+
+
+def _no_constant(name: str) -> Any:
+    raise StoreDataError(f"{name} is not a number JSON allows")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise StoreDataError(f"integer of {len(text.lstrip('-'))} digits (at most {MAX_JSON_INT_DIGITS})")
+    return int(text)
+
+
+def _bounded_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise StoreDataError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise StoreDataError(f"key {dup[:40]!r} appears twice")
+    return doc
+
+
+def _check_depth(doc: Any, max_depth: int) -> None:
+    """Raise if ``doc`` nests deeper than ``max_depth`` (iterative: no recursion to exhaust)."""
+    stack = [(doc, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > max_depth:
+                raise StoreDataError(f"nested more than {max_depth} deep")
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+
+
+def load_json_object(data: bytes | str, where: str, *, max_bytes: int = MAX_JSON_BYTES,
+                     max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """Parse an untrusted JSON object with bounds: at most ``max_bytes``, strict UTF-8, nesting
+    at most ``max_depth``, integers of at most ``MAX_JSON_INT_DIGITS`` digits, finite floats,
+    no NaN/Infinity, no duplicate keys, and a JSON object at the top. Anything else is a
+    ``StoreDataError`` naming ``where``, never a RecursionError, OverflowError or MemoryError.
+    Pure; runs on any thread."""
+    if isinstance(data, str):
+        size = len(data)  # characters: at most 4 bytes each, checked again as bytes when encoded
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        size = len(data)
+    else:
+        raise StoreDataError(f"{where}: expected bytes, got {type(data).__name__}")
+    if size > max_bytes:
+        raise StoreDataError(f"{where}: {size} bytes, more than the {max_bytes} allowed for this object")
+    try:
+        text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StoreDataError(f"{where}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        doc = json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float, parse_constant=_no_constant,
+                         object_pairs_hook=_no_duplicates)
+    except StoreDataError as exc:
+        raise StoreDataError(f"{where}: not acceptable JSON ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise StoreDataError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise StoreDataError(f"{where}: not acceptable JSON (nested more than {max_depth} deep)") from None
+    except (ValueError, OverflowError) as exc:
+        raise StoreDataError(f"{where}: not acceptable JSON ({exc})") from None
+    try:
+        _check_depth(doc, max_depth)
+    except StoreDataError as exc:
+        raise StoreDataError(f"{where}: not acceptable JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise StoreDataError(f"{where}: expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def check_time_bounds(when: datetime, what: str, *, latest: datetime = _MAX_TIME) -> datetime:
+    """``when`` if it lies in ``MIN_YEAR``..``MAX_YEAR`` (or before ``latest``), else ValueError."""
+    if not _MIN_TIME <= when < latest:
+        raise ValueError(f"{what} {when.isoformat()} is outside {MIN_YEAR}..{latest.year - 1}")
+    return when
 
 
 def add_months(when: datetime, months: int) -> datetime:
@@ -53,12 +163,21 @@ def iso_utc(when: datetime) -> str:
 
 
 def parse_iso_utc(text: str) -> datetime:
+    """An aware ISO 8601 time in UTC. ValueError for anything else, including a time whose
+    conversion to UTC leaves the calendar (``0001-01-01T00:00:00+14:00``)."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected an ISO 8601 time, got {type(text).__name__}")
+    if len(text) > 64:
+        raise ValueError(f"{len(text)} characters is too long for a time")
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
         raise ValueError("timestamp has no time zone")
-    return dt.astimezone(timezone.utc)
+    try:
+        return dt.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{text} is out of range once converted to UTC") from None
 
 
 def _to_ms_utc(when: datetime) -> datetime:
@@ -208,14 +327,27 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: bytes | str, where: str = "manifest") -> "Manifest":
+        """Parse with the bounds of ``load_json_object`` (``MAX_MANIFEST_BYTES``) and of the
+        schema; ``ManifestError`` for anything else, whatever the bytes are."""
         try:
-            doc = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ManifestError(f"{where}: not valid JSON ({exc})") from None
+            doc = load_json_object(data, where, max_bytes=MAX_MANIFEST_BYTES)
+        except StoreDataError as exc:
+            raise ManifestError(str(exc)) from None
         return cls.from_dict(doc, where)
 
     @classmethod
     def from_dict(cls, doc: Any, where: str = "manifest") -> "Manifest":
+        """A manifest from parsed JSON, every field checked and bounded; ``ManifestError`` (naming
+        ``where`` and the field) for anything else, never another exception."""
+        try:
+            return cls._from_dict(doc, where)
+        except ManifestError:
+            raise
+        except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+            raise ManifestError(f"{where}: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def _from_dict(cls, doc: Any, where: str) -> "Manifest":
         r = _Reader(doc, where)
         version = r.int("schema_version")
         if version != SCHEMA_VERSION:
@@ -238,10 +370,16 @@ class Manifest:
         if container != CODECS[codec][0]:
             raise audio._fail("container", f"{container!r} does not match codec {codec} "
                                            f"(expected {CODECS[codec][0]!r})")
-        fmt = AudioFormat(codec, audio.int("sample_rate", minimum=1), channels, layout,
-                          audio.opt_int("bitrate", minimum=1))
+        fmt = AudioFormat(codec, audio.int("sample_rate", minimum=MIN_SAMPLE_RATE, maximum=MAX_SAMPLE_RATE),
+                          channels, layout, audio.opt_int("bitrate", minimum=1, maximum=MAX_BITRATE))
+        # Every frame number is bounded by the call's length, itself at most MAX_CALL_SECONDS:
+        # what a reader allocates or writes for this call follows from these numbers.
+        frames = r.int("frames", minimum=0, maximum=MAX_CALL_SECONDS * fmt.sample_rate)
+        chunk_docs = r.list("chunks", dict)
+        if len(chunk_docs) > MAX_CHUNKS:
+            raise r._fail("chunks", f"{len(chunk_docs)} chunks, at most {MAX_CHUNKS}")
         chunks = []
-        for i, c in enumerate(r.list("chunks", dict)):
+        for i, c in enumerate(chunk_docs):
             cr = _Reader(c, f"{where}: chunks[{i}]")
             seq = cr.int("seq", minimum=1, maximum=999_999)
             sha = cr.str("sha256")
@@ -251,18 +389,32 @@ class Manifest:
             if name != chunk_file_name(seq, codec):
                 raise cr._fail("name", f"{name!r} does not match seq {seq} and codec {codec} "
                                       f"(expected {chunk_file_name(seq, codec)!r})")
-            chunks.append(ChunkEntry(seq, cr.int("first_frame", minimum=0), cr.int("frames", minimum=0),
-                                     cr.int("bytes", minimum=0), sha, name))
+            first, n = cr.int("first_frame", minimum=0, maximum=frames), cr.int("frames", minimum=0, maximum=frames)
+            if first + n > frames:
+                raise cr._fail("frames", f"the chunk runs to frame {first + n}, past the call's {frames} frames")
+            size = cr.int("bytes", minimum=0, maximum=MAX_CHUNK_BYTES)
+            chunks.append(ChunkEntry(seq, first, n, size, sha, name))
         seqs = [c.seq for c in chunks]
         if seqs != sorted(set(seqs)):
             raise ManifestError(f"{where}: chunks: sequence numbers must be unique and increasing")
-        pauses = []
-        for i, p in enumerate(r.list("pauses", dict)):
+        pauses: list[PauseEntry] = []
+        pause_docs = r.list("pauses", dict)
+        if len(pause_docs) > MAX_CHUNKS:
+            raise r._fail("pauses", f"{len(pause_docs)} pauses, at most {MAX_CHUNKS}")
+        for i, p in enumerate(pause_docs):
             pr = _Reader(p, f"{where}: pauses[{i}]")
             pauses.append(PauseEntry(
                 pr.choice("reason", PAUSE_REASONS), pr.choice("source", EVENT_SOURCES),
-                pr.int("offset_frames", minimum=0), pr.int("duration_frames", minimum=0),
+                pr.int("offset_frames", minimum=0, maximum=frames), pr.int("duration_frames", minimum=0, maximum=frames),
                 pr.float("offset_seconds"), pr.float("wall_seconds"), pr.opt_choice("end_source", EVENT_SOURCES)))
+            here = pauses[-1]
+            if here.offset_frames + here.duration_frames > frames:
+                raise pr._fail("duration_frames", f"the pause runs to frame {here.offset_frames + here.duration_frames}, "
+                                                  f"past the call's {frames} frames")
+            if len(pauses) > 1 and here.offset_frames < pauses[-2].offset_frames + pauses[-2].duration_frames:
+                raise pr._fail("offset_frames", f"pause at frame {here.offset_frames} overlaps the one before "
+                                                f"(frames {pauses[-2].offset_frames}..."
+                                                f"{pauses[-2].offset_frames + pauses[-2].duration_frames})")
         end = None
         if r.raw("end") is not None:
             er = r.sub("end")
@@ -278,7 +430,6 @@ class Manifest:
             raise ManifestError(f"{where}: ended_at: a complete manifest must say when the call ended")
         if ended is not None and ended < started:
             raise ManifestError(f"{where}: ended_at: {iso_utc(ended)} is before started_at {iso_utc(started)}")
-        frames = r.int("frames", minimum=0)
         duration = r.float("duration_seconds")
         if not math.isclose(duration, frames / fmt.sample_rate, rel_tol=0, abs_tol=0.001):
             raise ManifestError(f"{where}: duration_seconds: {duration} does not match frames / sample_rate "
@@ -293,7 +444,7 @@ class Manifest:
             started_at=started, ended_at=ended,
             frames=frames, audio=fmt, chunks=tuple(chunks), pauses=tuple(pauses), end=end,
             legal_hold=r.bool("legal_hold"), app_version=r.str("app_version"),
-            recovered=recovered, retention=r.time("retention_until"),
+            recovered=recovered, retention=r.time("retention_until", latest=_MAX_RETENTION_TIME),
         )
 
 
@@ -335,16 +486,18 @@ class _Reader:
             raise self._fail(key, f"must be at most {maximum}, got {v}")
         return v
 
-    def opt_int(self, key: str, minimum: int | None = None) -> int | None:
-        return None if self.doc.get(key) is None else self.int(key, minimum)
+    def opt_int(self, key: str, minimum: int | None = None, maximum: int | None = None) -> int | None:
+        return None if self.doc.get(key) is None else self.int(key, minimum, maximum)
 
     def float(self, key: str) -> float:
         """A finite, non-negative number (every float in the schema is a time in seconds)."""
         v = self.raw(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise self._fail(key, f"expected a number, got {type(v).__name__}")
-        if not math.isfinite(v) or v < 0:
-            raise self._fail(key, f"must be a finite number of seconds >= 0, got {v!r}")
+        if isinstance(v, int) and abs(v) > 10**MAX_JSON_INT_DIGITS:
+            raise self._fail(key, "number out of range")
+        if not math.isfinite(v) or v < 0 or v > MAX_CALL_SECONDS:
+            raise self._fail(key, f"must be a finite number of seconds from 0 to {MAX_CALL_SECONDS}, got {v!r}")
         return float(v)
 
     def bool(self, key: str) -> bool:
@@ -368,12 +521,12 @@ class _Reader:
             raise self._fail(key, f"expected a list of {item_type.__name__}")
         return v
 
-    def time(self, key: str) -> datetime:
+    def time(self, key: str, latest: datetime = _MAX_TIME) -> datetime:
         v = self.str(key)
         try:
-            return parse_iso_utc(v)
+            return check_time_bounds(parse_iso_utc(v), "time", latest=latest)
         except ValueError as exc:
-            raise self._fail(key, f"not an ISO 8601 UTC time ({exc})") from None
+            raise self._fail(key, f"not an ISO 8601 UTC time from {MIN_YEAR} to {latest.year - 1} ({exc})") from None
 
     def opt_time(self, key: str) -> datetime | None:
         return None if self.doc.get(key) is None else self.time(key)

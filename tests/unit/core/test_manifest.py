@@ -317,7 +317,7 @@ WRONG = [
     ("audio", [], "expected a JSON object"),
     ("audio.codec", "mp3", "'mp3' is not one of opus, flac"),
     ("audio.container", "flac", "does not match codec opus"),
-    ("audio.sample_rate", 0, "must be at least 1"),
+    ("audio.sample_rate", 0, "must be at least 8000"),
     ("audio.sample_rate", "48000", "expected an integer"),
     ("audio.channels", 3, "must be 1 or 2"),
     ("audio.channels", 0, "must be 1 or 2"),
@@ -353,7 +353,7 @@ WRONG = [
     ("pauses.0.offset_frames", -1, "must be at least 0"),
     ("pauses.0.duration_frames", 1.5, "expected an integer"),
     ("pauses.0.offset_seconds", "12", "expected a number"),
-    ("pauses.0.offset_seconds", -0.5, "must be a finite number of seconds >= 0"),
+    ("pauses.0.offset_seconds", -0.5, "must be a finite number of seconds from 0 to 86400"),
     ("pauses.0.wall_seconds", True, "expected a number"),
     ("end", "transferred", "expected a JSON object"),
     ("end.reason", "fired", "'fired' is not one of hangup, transferred, interrupted, error"),
@@ -394,7 +394,7 @@ def test_error_names_the_exact_chunk_index():
 
 
 def test_chunk_name_must_match_the_codec():
-    doc = json.loads(make(audio=AudioFormat("flac", 16000, 1, ("agent",), None), frames=16000,
+    doc = json.loads(make(audio=AudioFormat("flac", 16000, 1, ("agent",), None), frames=16000, pauses=(),
                           chunks=(ChunkEntry(1, 0, 16000, 10, SHA, "000001.flac"),)).to_json())
     assert read(doc).chunks[0].name == "000001.flac"
     doc["chunks"][0]["name"] = "000001.opus"
@@ -470,7 +470,7 @@ def test_top_level_must_be_an_object(top):
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"{'a': 1}", b"\xff\xfe\x00garbage", "{\"schema_version\": 1,}"])
 def test_invalid_json_names_where(raw):
-    with pytest.raises(ManifestError, match=r"^store/20261129/x/manifest\.json: not valid JSON"):
+    with pytest.raises(ManifestError, match=r"^store/20261129/x/manifest\.json: not (valid JSON|UTF-8)"):
         Manifest.from_json(raw, where="store/20261129/x/manifest.json")
 
 
@@ -483,10 +483,13 @@ def test_default_where_is_manifest():
 
 def test_nan_and_infinity_are_refused():
     raw = make().to_json().decode().replace('"wall_seconds": 18.004', '"wall_seconds": NaN')
-    with pytest.raises(ManifestError, match=r"pauses\[0\]: wall_seconds: must be a finite number"):
+    with pytest.raises(ManifestError, match=r"^manifest: not acceptable JSON \(NaN is not a number"):
         Manifest.from_json(raw)
     raw = make().to_json().decode().replace('"offset_seconds": 12.0', '"offset_seconds": Infinity')
-    with pytest.raises(ManifestError, match=r"pauses\[0\]: offset_seconds: must be a finite number"):
+    with pytest.raises(ManifestError, match=r"^manifest: not acceptable JSON \(Infinity is not a number"):
+        Manifest.from_json(raw)
+    raw = make().to_json().decode().replace('"offset_seconds": 12.0', '"offset_seconds": 1e999')
+    with pytest.raises(ManifestError, match=r"^manifest: not acceptable JSON \(number 1e999 is out of range"):
         Manifest.from_json(raw)
 
 
@@ -518,3 +521,75 @@ def test_examples_in_docs_read_back():
         m = Manifest.from_json(block, where="docs/manifest.md")
         assert m.to_json().decode() == block
     assert Manifest.from_json(blocks[0]).retention_until == utc(2027, 12, 29, 9, 22, 33, 412000)
+
+
+# ==== hostile manifests: bounded, and always a ManifestError ===========================================
+
+from callrec_desktop.core.manifest import (  # noqa: E402
+    MAX_CALL_SECONDS,
+    MAX_JSON_DEPTH,
+    MAX_MANIFEST_BYTES,
+    StoreDataError,
+    load_json_object,
+)
+
+
+def test_deep_nesting_is_refused_without_recursion_error():
+    with pytest.raises(ManifestError, match=r"^k: not (valid|acceptable) JSON"):
+        Manifest.from_json(b"[" * 200_000, where="k")
+    nested = json.dumps({"a": 1}).encode()
+    for _ in range(MAX_JSON_DEPTH):
+        nested = b'{"x": ' + nested + b"}"
+    with pytest.raises(StoreDataError, match=f"nested more than {MAX_JSON_DEPTH} deep"):
+        load_json_object(nested, "k")
+
+
+def test_huge_integer_is_refused_before_any_arithmetic():
+    raw = make().to_json().decode().replace(f'"frames": {90 * 48000}', '"frames": ' + "1" + "0" * 400)
+    with pytest.raises(ManifestError, match=r"integer of 401 digits"):
+        Manifest.from_json(raw, where="k")
+
+
+def test_frames_beyond_a_day_are_refused():
+    doc = good_doc()
+    doc["frames"] = 365 * 86400 * 48000
+    doc["duration_seconds"] = 365 * 86400.0
+    with pytest.raises(ManifestError, match=rf"frames: must be at most {MAX_CALL_SECONDS * 48000}"):
+        read(doc)
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00",
+                                  "1999-12-31T23:59:59Z", "2101-01-01T00:00:00Z"])
+def test_times_outside_2000_to_2100_are_refused(when):
+    doc = good_doc()
+    doc["started_at"] = when
+    with pytest.raises(ManifestError, match=r"started_at: not an ISO 8601 UTC time from 2000 to 2100"):
+        read(doc)
+
+
+def test_overlapping_pauses_are_refused():
+    doc = good_doc()
+    doc["pauses"][1]["offset_frames"] = 13 * 48000  # inside the first pause (12 s .. 30 s)
+    with pytest.raises(ManifestError, match=r"pauses\[1\]: offset_frames: pause at frame 624000 overlaps"):
+        read(doc)
+
+
+def test_chunk_or_pause_past_the_end_is_refused():
+    doc = good_doc()
+    doc["chunks"][1]["frames"] = 81 * 48000
+    with pytest.raises(ManifestError, match=r"chunks\[1\]: frames: the chunk runs to frame 4368000, past"):
+        read(doc)
+    doc = good_doc()
+    doc["pauses"][1]["duration_frames"] = 31 * 48000
+    with pytest.raises(ManifestError, match=r"pauses\[1\]: duration_frames: the pause runs to frame"):
+        read(doc)
+
+
+def test_oversized_invalid_utf8_and_duplicate_keys_are_refused():
+    with pytest.raises(ManifestError, match=rf"^k: {MAX_MANIFEST_BYTES + 1} bytes, more than the"):
+        Manifest.from_json(b" " * (MAX_MANIFEST_BYTES + 1), where="k")
+    with pytest.raises(ManifestError, match=r"^k: not UTF-8"):
+        Manifest.from_json(make().to_json().replace(b"jbloggs", b"jb\xffloggs"), where="k")
+    with pytest.raises(ManifestError, match=r"key 'agent' appears twice"):
+        Manifest.from_json(make().to_json().replace(b'"agent": "jbloggs"', b'"agent": "jbloggs", "agent": "x"'),
+                           where="k")
