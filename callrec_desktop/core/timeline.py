@@ -7,7 +7,7 @@ still drops exactly the frames captured after a pause or a transfer.
 States of the capture stream::
 
     idle ──start_call──▶ recording ⇄ paused (payment | agent request) ──▶ ended
-                              └──────── end_call / transfer / interrupt ───┘
+                              └──── end_call / transfer / interrupt / shutdown ───┘
 
 A payment pause is enforced: ``resume`` raises ``PaymentInProgressError``; only
 ``end_payment`` lifts it. Ending or transferring a call during a payment is allowed.
@@ -31,8 +31,12 @@ class CallState(Enum):
 class EndReason(Enum):
     HANGUP = "hangup"
     TRANSFERRED = "transferred"
-    INTERRUPTED = "interrupted"
+    INTERRUPTED = "interrupted"  # the device vanished, or the program died (crash recovery)
     ERROR = "error"
+    # The program was closed during the call: SIGTERM, the session ending (logoff, shutdown)
+    # or the agent closing the window. The chunks are sealed and the manifest final; unlike
+    # ``interrupted`` nothing was lost. Last, so older readers' messages list the same prefix.
+    SHUTDOWN = "shutdown"
 
 
 class PauseReason(Enum):

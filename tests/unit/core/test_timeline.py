@@ -158,11 +158,31 @@ def test_end_call_from_recording_or_paused(pause_first):
     assert kept(tl, 0, 400) == (list(range(100)) if pause_first else list(range(200)))
 
 
-@pytest.mark.parametrize("reason", [EndReason.INTERRUPTED, EndReason.ERROR, EndReason.HANGUP])
+@pytest.mark.parametrize("reason", [EndReason.INTERRUPTED, EndReason.ERROR, EndReason.HANGUP, EndReason.SHUTDOWN])
 def test_end_call_reasons(reason):
     tl = tl_in_call()
     s = tl.end_call(50, EventSource.SYSTEM, reason=reason)
     assert s.end_reason is reason and s.end_source is EventSource.SYSTEM
+
+
+@pytest.mark.parametrize("pause_first", [None, "payment"])
+def test_shutdown_ends_the_call_like_a_hangup_and_closes_an_open_payment_pause(pause_first):
+    """SIGTERM / logoff during a call: the call ends at that frame with reason ``shutdown``
+    (given as the member or its value), a payment pause still open is closed there, and
+    nothing after it is kept."""
+    tl = tl_in_call()
+    if pause_first:
+        tl.start_payment(100, API)
+    s = tl.end_call(200, EventSource.SYSTEM, reason="shutdown")
+    assert (s.state, s.end_frame, s.end_reason, s.end_source) == (END, 200, EndReason.SHUTDOWN, EventSource.SYSTEM)
+    assert s.open_pause is None and not s.payment_in_progress
+    assert kept(tl, 0, 400) == list(range(100 if pause_first else 200))
+
+
+def test_end_reasons_keep_their_order_with_shutdown_last():
+    """The manifest's END_REASONS follow this order, and ``'x' is not one of hangup, ...``
+    messages from older versions stay a prefix of the new one."""
+    assert [r.value for r in EndReason] == ["hangup", "transferred", "interrupted", "error", "shutdown"]
 
 
 @pytest.mark.parametrize("pause_first", [None, "agent", "payment"])
