@@ -39,6 +39,7 @@ to any detector; card numbers read out by voice are not tones at all (see docs/t
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +55,12 @@ _DIGITS = np.array([KEYS[r][c] for r in range(4) for c in range(4)])  # index r 
 
 SUB_SECONDS = 0.005  # hop between analysis windows
 SUBS_PER_WINDOW = 4  # window = 4 sub-blocks = 20 ms
+
+# The loose dual-tone test of earliest_tone_energy: energy at one row and one column
+# frequency, each clearly above the rest of its group, above a low floor, any plausible twist.
+LOOSE_GROUP_MARGIN_DB = 6.0
+LOOSE_MIN_LEVEL_DBFS = -50.0
+LOOSE_TWIST_DB = 12.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ class DtmfDetector:
         min_energy_ratio: float = 0.75,
         min_windows: int = 6,
         release_windows: int = 7,
+        history_seconds: float = 2.5,
     ) -> None:
         if sample_rate < 4000:
             raise ValueError(f"DTMF needs a sample rate of at least 4000 Hz, got {sample_rate}")
@@ -102,6 +110,13 @@ class DtmfDetector:
         self._group_margin = 10 ** (group_margin_db / 10)
         self._min_ratio = float(min_energy_ratio)
         self._power_scale = 2.0 / self.window**2
+        if history_seconds < 0:
+            raise ValueError(f"history_seconds must not be negative, got {history_seconds}")
+        self._history_frames = round(history_seconds * self.sample_rate)
+        # The loose dual-tone test behind earliest_tone_energy (see there).
+        self._loose_margin = 10 ** (LOOSE_GROUP_MARGIN_DB / 10)
+        self._loose_twist = 10 ** (LOOSE_TWIST_DB / 10)
+        self._loose_floor = 10 ** (LOOSE_MIN_LEVEL_DBFS / 10)
         n = np.arange(self.hop)
         # Correlating a sub-block with this basis gives its DFT at the 8 frequencies, relative
         # to the sub-block's first sample.
@@ -130,6 +145,9 @@ class DtmfDetector:
         self._run_start = 0
         self._held: str | None = None  # the press already reported, until it is released
         self._absent = 0
+        # Start frames of the analysed windows that passed the loose dual-tone test, oldest
+        # first, those older than history_seconds dropped: bounded by history / hop entries.
+        self._onsets: deque[int] = deque()
 
     def feed(self, block: AudioBlock) -> list[DtmfHit]:
         """Analyse ``block``; return the key presses that became certain in it (usually none).
@@ -170,13 +188,34 @@ class DtmfDetector:
         self._hist_x, self._hist_e, self._hist_start = all_x[-keep:], all_e[-keep:], all_s[-keep:]
         if len(all_x) < SUBS_PER_WINDOW:
             return []
-        digits = self._classify(all_x, all_e)
+        digits = self._classify(all_x, all_e, all_s)
         return self._track(digits, all_s[: len(digits)])
 
+    def earliest_tone_energy(self, since_frame: int) -> int | None:
+        """The capture frame where dual-tone energy starts earliest at or after
+        ``since_frame``, among the windows analysed in (at least) the last ``history_seconds``
+        whose row and column tones pass a loose dual-tone test; None if there is none. The
+        frame is the start of the first 5 ms sub-block of such a window that carries energy:
+        within one hop of the tone's first sample (at or before it unless the tone starts in
+        the last eighth of a sub-block).
+
+        Why: the strict test behind ``feed`` may miss the first digits of a keyed card number
+        (short, off-frequency or quiet tones) and only hit a later one; a payment pause that
+        reaches back to this onset removes those too. The loose test: one row tone and one
+        column tone each at least LOOSE_GROUP_MARGIN_DB above the other tones of its group,
+        each above LOOSE_MIN_LEVEL_DBFS, twist within ±LOOSE_TWIST_DB, in a single 20 ms
+        window (no minimum duration); a false onset only makes a pause start earlier.
+
+        Runs on the recorder thread (the thread that feeds), usually right after ``feed``
+        returned a hit; cost: a scan of at most history / hop stored frames.
+        """
+        return min((f for f in self._onsets if f >= since_frame), default=None)
+
     # ---- internals ------------------------------------------------------------------------
-    def _classify(self, sub_x: np.ndarray, sub_e: np.ndarray) -> list[str | None]:
+    def _classify(self, sub_x: np.ndarray, sub_e: np.ndarray, sub_s: np.ndarray) -> list[str | None]:
         """The key held in each 20 ms window (None where none is), windows starting at every
-        sub-block that has SUBS_PER_WINDOW - 1 successors."""
+        sub-block that has SUBS_PER_WINDOW - 1 successors. Also notes the windows that pass
+        the loose dual-tone test (earliest_tone_energy)."""
         n = len(sub_x) - SUBS_PER_WINDOW + 1
         w = sub_x[0:n].copy()
         e = sub_e[0:n].copy()
@@ -187,6 +226,7 @@ class DtmfDetector:
         power = (w.real**2 + w.imag**2) * self._power_scale  # (windows, 8)
         rows, cols = power[:, :4], power[:, 4:]
         pr, pc = rows.max(axis=1), cols.max(axis=1)
+        self._note_loose(rows, cols, pr, pc, sub_e, sub_s[:n])
         # Most windows (silence, speech) fail the cheap tests: stop there.
         candidate = (pr >= self._min_power) & (pc >= self._min_power) & (pr + pc >= self._min_ratio * mean_square)
         if not candidate.any():
@@ -209,6 +249,30 @@ class DtmfDetector:
             return [None] * n
         keys = _DIGITS[r * 4 + c]
         return [str(k) if v else None for k, v in zip(keys, ok)]
+
+    def _note_loose(self, rows: np.ndarray, cols: np.ndarray, pr: np.ndarray, pc: np.ndarray,
+                    sub_e: np.ndarray, starts: np.ndarray) -> None:
+        """Remember where the windows passing the loose dual-tone test show energy first and
+        forget what is older than history_seconds before the newest window."""
+        if len(starts) == 0:
+            return
+        loose = (pr >= self._loose_floor) & (pc >= self._loose_floor)
+        loose &= (pc <= self._loose_twist * pr) & (pr <= self._loose_twist * pc)
+        if loose.any():
+            # the second-strongest tone of each group (4 values a row: a sort is cheap)
+            rest_r = np.sort(rows, axis=1)[:, -2]
+            rest_c = np.sort(cols, axis=1)[:, -2]
+            loose &= (pr >= self._loose_margin * rest_r) & (pc >= self._loose_margin * rest_c)
+        if loose.any():
+            # A window passes once the tone fills part of it: the onset is in the first of its
+            # 5 ms sub-blocks that carries a noticeable share (1/8 of the strongest) of energy.
+            idx = np.flatnonzero(loose)
+            e = np.stack([sub_e[idx + j] for j in range(SUBS_PER_WINDOW)], axis=1)
+            first = np.argmax(e >= e.max(axis=1, keepdims=True) / 8, axis=1)
+            self._onsets.extend((starts[idx] + first * self.hop).tolist())
+        oldest = int(starts[-1]) - self._history_frames
+        while self._onsets and self._onsets[0] < oldest:
+            self._onsets.popleft()
 
     def _track(self, digits: list[str | None], starts: np.ndarray) -> list[DtmfHit]:
         """Turn per-window keys into presses: report a key after min_windows windows in a row,

@@ -291,3 +291,44 @@ def test_cost_per_20_ms_block_is_well_under_one_percent_of_real_time():
             det.feed(b)
         best = min(best, (time.perf_counter() - t0) / len(blocks))
     assert best < 0.2e-3, f"{best * 1e6:.0f} µs per 20 ms block (1 % of real time is 200 µs)"
+
+
+# ---- earliest_tone_energy: the onset a pause reaches back to -------------------------------
+
+
+@pytest.mark.parametrize("shift", range(0, 80, 11))
+def test_earliest_tone_energy_finds_a_missed_short_tone_a_second_before_a_detected_key(shift):
+    """A 15 ms tone (too short for a key press, as a first card digit the strict test misses)
+    followed 1 s later by a detected key: right after feed() returns the hit, the onset of
+    the missed tone's dual-tone energy is known to within one hop."""
+    rng = np.random.default_rng(shift)
+    missed, found = 4000 + shift, 4000 + shift + RATE
+    x = place(2 * RATE, [missed, found], [key_tone("3", 0.015), key_tone("7", 0.08)])
+    x += rng.normal(0, 10 ** (-60 / 20), len(x))  # a quiet line
+    det = DtmfDetector(RATE, 0)
+    answers = []
+    for i in range(0, len(x), 320):
+        if det.feed(AudioBlock(i, x[i : i + 320, None].astype(np.float32))):
+            answers.append((det.earliest_tone_energy(0), det.earliest_tone_energy(missed + RATE // 10),
+                            det.earliest_tone_energy(found + det.hop)))
+    [(earliest, after_missed, after_found)] = answers  # one hit: the 15 ms tone was missed
+    assert abs(earliest - missed) <= det.hop, (earliest, missed)
+    assert abs(after_missed - found) <= det.hop, (after_missed, found)  # since_frame is respected
+    assert after_found is not None and after_found > found  # the key itself is still in the tone
+
+
+def test_earliest_tone_energy_is_none_without_tones_and_forgets_beyond_its_history():
+    rng = np.random.default_rng(4)
+    det = DtmfDetector(RATE, 0, history_seconds=1.0)
+    x = place(4 * RATE, [RATE // 2], [key_tone("5", 0.1)], base=0.1 * speech(4.0, rng) / 0.3)
+    hits = []
+    for i in range(0, RATE, 320):
+        hits += det.feed(AudioBlock(i, x[i : i + 320, None].astype(np.float32)))
+    assert [h.digit for h in hits] == ["5"]
+    assert abs(det.earliest_tone_energy(0) - RATE // 2) <= det.hop
+    for i in range(RATE, len(x), 320):  # 3 s of speech alone: the tone leaves the 1 s history
+        det.feed(AudioBlock(i, x[i : i + 320, None].astype(np.float32)))
+    assert det.earliest_tone_energy(0) is None or det.earliest_tone_energy(0) >= len(x) - 1.2 * RATE
+    assert len(det._onsets) <= RATE // det.hop  # bounded memory
+    det.reset()
+    assert det.earliest_tone_energy(0) is None
