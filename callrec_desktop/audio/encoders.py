@@ -1,10 +1,17 @@
 """Chunk encoders: turn float32 frames into one self-contained audio file.
 
-Opus (default) goes through libopus via PyAV. For stereo it uses channel mapping family 255
-with two *uncoupled* streams: the agent and the caller are encoded as two independent mono
-streams in one Ogg Opus file. Opus's coupled stereo at speech bitrates folds the channels
-together (about 0 dB separation measured), which would make "agent only / caller only"
-listening useless; two mono streams at 10 kbit/s each keep them about 57 dB apart.
+Opus (default) goes through libopus via PyAV. For stereo the agent and the caller are encoded
+as two *uncoupled* mono streams in one Ogg Opus file. Opus's coupled stereo at speech bitrates
+folds the channels together (about 0 dB separation measured), which would make "agent only /
+caller only" listening useless; two mono streams at 10 kbit/s each keep them about 57 dB apart.
+
+The file says so with Ogg Opus channel mapping family 1 (RFC 7845 section 5.1.1.2: 2 channels,
+2 streams, 0 coupled, mapping [0, 1], Vorbis order: left then right). libopus's encoder gives
+two uncoupled streams only when asked for family 255, which libopusfile (opusdec, and the
+players built on it), VLC 3 and others refuse to open; the packets are the same either way, so
+the encoder is opened for family 255 and the header it hands to the Ogg muxer is rewritten to
+say family 1 before anything is written. Files written before that change (family 255) still
+read back with libsndfile and ffmpeg (tests/data/family255).
 
 FLAC (lossless option) goes through libsndfile via soundfile.
 
@@ -44,9 +51,38 @@ class ChunkEncoder(Protocol):
         """Flush the encoder and write the container's trailer. The file object stays open."""
 
 
+OPUS_HEAD_MAGIC = b"OpusHead"
+
+
+def family1_head(head: bytes) -> bytes:
+    """The OpusHead of a stereo stream of two uncoupled mono streams, rewritten from channel
+    mapping family 255 to family 1 (same streams, same mapping [0, 1]).
+
+    Only that exact layout is rewritten: family 1 with 2 channels means left then right, and
+    [0, 1] with 0 coupled puts stream 0 (the agent) left and stream 1 (the caller) right. Any
+    other header means libopus did not do what this module relies on: ``ValueError`` naming
+    what it found, rather than a file that mislabels its channels.
+    """
+    # OpusHead: magic (8), version, channels, pre-skip (2), rate (4), gain (2), family,
+    # streams, coupled, then one mapping byte per channel: 23 bytes for 2 channels.
+    if len(head) != 23 or not head.startswith(OPUS_HEAD_MAGIC):
+        raise ValueError(f"libopus gave an unexpected Opus header ({len(head)} bytes: {head[:32].hex()}), "
+                         "expected a 23-byte OpusHead for 2 channels")
+    channels, family, streams, coupled, mapping = head[9], head[18], head[19], head[20], list(head[21:23])
+    if (channels, family, streams, coupled, mapping) != (2, 255, 2, 0, [0, 1]):
+        raise ValueError(f"libopus gave channels={channels} family={family} streams={streams} "
+                         f"coupled={coupled} mapping={mapping}; expected 2 channels in 2 uncoupled "
+                         "streams (family 255, mapping [0, 1])")
+    out = bytearray(head)
+    out[18] = 1
+    return bytes(out)
+
+
 class OpusEncoder:
     """Ogg Opus through libopus (PyAV). Pages are flushed to the file about every 200 ms, so a
-    killed process leaves a ``.part`` whose audio reads back up to its last page."""
+    killed process leaves a ``.part`` whose audio reads back up to its last page. Stereo is
+    two uncoupled streams under channel mapping family 1 (module docstring). Runs on the
+    caller's thread (the recorder thread for chunks, a worker for exports)."""
 
     PAGE_DURATION_US = 200_000
 
@@ -63,6 +99,15 @@ class OpusEncoder:
         if settings.channels == 2:
             options["mapping_family"] = "255"  # two uncoupled mono streams: see module docstring
         stream.options = options
+        if settings.channels == 2:
+            # Open the encoder now (the muxer would open it on the first packet) so its header
+            # can say family 1 before the muxer copies it into the file's first page.
+            try:
+                stream.codec_context.open()
+                stream.codec_context.extradata = family1_head(stream.codec_context.extradata or b"")
+            except BaseException:
+                self._container.close()  # nothing written yet: no header, no trailer
+                raise
         self._stream = stream
         self._time_base = Fraction(1, settings.sample_rate)
         self._pts = 0  # frames written so far

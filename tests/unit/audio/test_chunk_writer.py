@@ -169,3 +169,30 @@ def test_a_seal_that_fails_keeps_the_part_and_closes_its_file(tmp_path, monkeypa
     assert part_file.closed
     assert writer.sealed == [] and not writer.has_open_chunk
     assert (call.path / "000001@0.flac.part").exists() and not (call.path / "000001@0.flac").exists()
+
+
+@pytest.mark.parametrize("player", ["ffmpeg", "opusdec", "gstreamer"])
+def test_sealed_opus_chunks_open_in_ordinary_players_whole_and_the_right_way_round(tmp_path, player):
+    """Stored chunks, including one sealed by a pause after less than one Ogg page, decode in
+    ffmpeg, opusdec and GStreamer to their manifest length with the agent (440 Hz) left and the
+    caller (1250 Hz) right."""
+    from tests.support import players
+    from tests.support.recording import band_db, two_tones
+
+    if not players.have(player):
+        pytest.skip(f"{player} not installed (scripts/setup.sh installs it)")
+    settings = CodecSettings("opus")
+    _, call = open_call_spool(tmp_path, settings)
+    writer = ChunkWriter(call, settings, RATE)
+    data = two_tones(3.0)
+    writer.write(0, data[: RATE + 2500])  # one whole chunk, then 2500 frames (156 ms)
+    writer.write(2 * RATE, data[2 * RATE :])  # a pause from 1.16 s to 2 s seals the short one
+    writer.seal()
+    assert [(e.first_frame, e.frames) for e in writer.sealed] == [(0, RATE), (RATE, 2500), (2 * RATE, RATE)]
+    check_sealed(call, writer, "opus")
+    for e in writer.sealed:
+        out = players.decode(player, call.path / f"{e.seq:06d}@{e.first_frame}.opus", RATE, tmp=tmp_path)
+        assert out.shape == (e.frames, 2), (e, out.shape)
+        body = out[len(out) // 4 :]  # past the encoder's start-up
+        assert band_db(body[:, 0], 440) - band_db(body[:, 0], 1250) > 20, e
+        assert band_db(body[:, 1], 1250) - band_db(body[:, 1], 440) > 20, e

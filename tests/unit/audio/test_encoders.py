@@ -1,10 +1,12 @@
 """The chunk encoders, checked by independent tools: opusinfo and ffprobe (subprocess),
-libsndfile and ffmpeg's decoders (frame counts), and spectra (channel separation)."""
+libsndfile and ffmpeg's decoders (frame counts), the players ordinary users have (ffmpeg,
+opusdec, GStreamer: tests/support/players.py), and spectra (channel separation)."""
 
 from __future__ import annotations
 
 import errno
 import io
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,8 +16,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from callrec_desktop.audio.encoders import CodecSettings, make_encoder
+from callrec_desktop.audio.encoders import CodecSettings, family1_head, make_encoder
 from callrec_desktop.config import RecorderSettings
+from tests.support import players
 
 RATE = 16000
 needs_tools = pytest.mark.skipif(
@@ -105,7 +108,7 @@ def test_stereo_opus_is_two_uncoupled_streams_for_opusinfo_and_ffprobe(tmp_path)
     info = subprocess.run(["opusinfo", str(path)], capture_output=True, text=True, timeout=30)
     assert info.returncode == 0, info.stdout + info.stderr
     assert "WARNING" not in info.stdout + info.stderr and "ERROR" not in info.stdout + info.stderr, info.stdout
-    assert "Channel Mapping Family: 255" in info.stdout
+    assert "Channel Mapping Family: 1 Map: [0, 1]" in info.stdout  # players open family 1, not 255
     assert "Streams: 2, Coupled: 0" in info.stdout
     assert "Original sample rate: 16000 Hz" in info.stdout
     probe = ffprobe(path)
@@ -130,6 +133,51 @@ def test_flac_chunk_is_valid_for_ffprobe(tmp_path):
     probe = ffprobe(path)
     assert (probe["codec_name"], probe["channels"], probe["sample_rate"]) == ("flac", "2", "16000")
     assert probe["duration_ts"] == str(len(data))
+
+
+FAMILY255_CHUNK = (Path(__file__).resolve().parents[2] / "data" / "family255" / "store" / "audio" / "2026" / "12"
+                   / "04" / "20261204T041144Z-86c35a3bf215" / "000001.opus")
+
+
+@pytest.mark.parametrize("player", players.PLAYERS)
+def test_stereo_opus_opens_in_ordinary_players_agent_left_caller_right(tmp_path, player):
+    """What a team leader's player does with a stored chunk: the whole length, the agent's tone
+    on the left, the caller's on the right, more than 20 dB apart in every whole second."""
+    if not players.have(player):
+        pytest.skip(f"{player} not installed (scripts/setup.sh installs it)")
+    frames = 3 * RATE + 17
+    data = two_tones(frames)
+    path = encode(tmp_path / "c.opus", default_settings(), data)
+    out = players.decode(player, path, RATE)
+    assert out.shape == (frames, 2)  # exact: pre-skip and end trimming honoured
+    for s in range(1, 3):
+        sec = out[s * RATE : (s + 1) * RATE]
+        left = band_db(sec[:, 0], 440) - band_db(sec[:, 0], 1250)
+        right = band_db(sec[:, 1], 1250) - band_db(sec[:, 1], 440)
+        assert left > 20 and right > 20, (player, s, left, right)
+        assert band_db(sec[:, 0], 440) > band_db(data[RATE : 2 * RATE, 0], 440) - 3  # the tone, at its level
+        assert band_db(sec[:, 1], 1250) > band_db(data[RATE : 2 * RATE, 1], 1250) - 3
+
+
+@pytest.mark.skipif(not players.have("opusdec"), reason="opusdec not installed")
+def test_opusdec_refuses_the_old_family_255_chunks_which_is_why_they_are_no_longer_written(tmp_path):
+    info = subprocess.run(["opusinfo", str(FAMILY255_CHUNK)], capture_output=True, text=True, timeout=30)
+    assert "Channel Mapping Family: 255" in info.stdout, info.stdout
+    with pytest.raises(players.PlayerRefused, match="Failed to open"):
+        players.decode("opusdec", FAMILY255_CHUNK, RATE, tmp=tmp_path)
+    assert players.decode("ffmpeg", FAMILY255_CHUNK, RATE).shape == (2 * RATE, 2)  # ffmpeg and libsndfile do read them
+    assert sf.info(str(FAMILY255_CHUNK)).frames == 2 * RATE
+
+
+def test_the_header_rewrite_takes_only_two_uncoupled_streams_in_order():
+    ok = b"OpusHead" + bytes([1, 2, 0x38, 0x01, 0x80, 0x3E, 0, 0, 0, 0, 255, 2, 0, 0, 1])
+    assert family1_head(ok) == ok[:18] + b"\x01" + ok[19:]
+    for bad, words in [(ok[:18] + bytes([1, 1, 1, 0, 1]), "family=1 streams=1 coupled=1"),  # coupled stereo
+                       (ok[:21] + bytes([1, 0]), "mapping=[1, 0]"),  # channels swapped
+                       (ok[:18] + bytes([255, 2, 0, 0, 1, 2]), "unexpected Opus header (24 bytes"),
+                       (b"OpusTags" + ok[8:], "unexpected Opus header")]:
+        with pytest.raises(ValueError, match=re.escape(words)):
+            family1_head(bad)
 
 
 # ---- frame counts -----------------------------------------------------------------------------
