@@ -186,6 +186,10 @@ class Desk:
         self._update(state=CallState.ENDED, payment_started=None, payment_source=None,
                      last_end_reason="hangup", transferred_to=None, notice=None)
 
+    def report_fault(self, fault: Fault, message: str) -> None:
+        """Show ``fault`` (a banner that stays) with ``message``; for the app's integrations. Any thread."""
+        self._set_fault(fault, message)
+
     def notify(self, message: str) -> None:
         """A one-off message for the agent (shown as an info bar). Any thread."""
         self._update(notice=message)

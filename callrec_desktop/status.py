@@ -70,6 +70,8 @@ class Fault(Enum):
     DISK_FULL = "disk_full"
     STORAGE_UNREACHABLE = "storage_unreachable"
     RECORDING_FAILED = "recording_failed"
+    # The control API could not listen: payment pages and the phone system cannot pause it.
+    CONTROL_UNREACHABLE = "control_unreachable"
 
 
 @dataclass(frozen=True)
