@@ -35,6 +35,11 @@ class ObjectNotFoundError(PermanentStoreError):
     """No object at that key."""
 
 
+class ObjectRefusedError(PermanentStoreError):
+    """The object at that key is not read: larger than the reader allows, or (folder store) a
+    symlink, a device, a FIFO or anything else that is not a regular file inside the root."""
+
+
 @dataclass(frozen=True)
 class PutReceipt:
     """What the store confirmed after a put: the size and SHA-256 it holds."""
@@ -65,10 +70,27 @@ class Store(Protocol):
         """
         ...
 
-    def get(self, key: str) -> bytes:
-        """The object's bytes; ``ObjectNotFoundError`` if absent."""
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; ``ObjectNotFoundError`` if absent. With ``max_bytes``, an object
+        larger than that is refused (``ObjectRefusedError``) without reading more than
+        ``max_bytes + 1`` bytes of it: every reader of store data passes a cap."""
         ...
 
     def list(self, prefix: str) -> Iterator[str]:
         """Keys under ``prefix`` (relative to the store's own prefix), in lexical order."""
         ...
+
+
+def get_capped(store: Store, key: str, max_bytes: int) -> bytes:
+    """``store.get(key, max_bytes=max_bytes)``; for a store without ``max_bytes`` (a test
+    double wrapping a store), the length is checked after the read. Runs on the caller's thread."""
+    try:
+        data = store.get(key, max_bytes=max_bytes)  # type: ignore[call-arg]
+    except TypeError as exc:
+        if "max_bytes" not in str(exc):
+            raise
+        data = store.get(key)
+    if len(data) > max_bytes:
+        raise ObjectRefusedError(f"{store.description} {key}: object is larger than the {max_bytes} bytes "
+                                 f"allowed for it; not read")
+    return data
