@@ -3,9 +3,17 @@
 Layers, later ones overriding earlier ones key by key:
 
 1. the packaged ``resources/defaults.toml`` (holds every key, documented);
-2. the machine-wide ``site_config_dir("callrec-desktop")/config.toml`` (IT's install-time file);
-3. the per-user ``user_config_dir("callrec-desktop")/config.toml``;
-4. the file named by the ``CALLREC_CONFIG`` environment variable, if set (tests, ``--config``).
+2. the per-user ``user_config_dir("callrec-desktop")/config.toml``;
+3. the file named by the ``CALLREC_CONFIG`` environment variable, if set (tests, ``--config``);
+4. the machine-wide ``site_config_dir("callrec-desktop")/config.toml`` (IT's install-time file).
+
+IT's file is read last because it is policy: a handler's own file, ``--config`` or
+``CALLREC_CONFIG`` must not switch off the DTMF trigger or the payment-window titles. Every key
+IT's file sets wins, and a list (``payment_window_titles``) wins whole: it is one key, never
+merged item by item. A lower file that sets such a key to another value is not an error (the
+handler cannot edit IT's file, and the app must start); it is an ``IgnoredSetting``, logged
+once per load as a WARNING naming the file, the key and IT's file. ``refuse_flags_against_it``
+applies the same rule to the command-line flags of a one-off ``callrec`` run.
 
 Missing machine/user files are fine. Reading is strict: an unknown key, a wrong type or an
 out-of-range value gives one ``ConfigError`` naming the file, the dotted key and the problem,
@@ -20,14 +28,16 @@ file`` may point at another file. No Qt, no module-level state: build a ``Config
 from __future__ import annotations
 
 import getpass
+import json
+import logging
 import math
 import os
 import re
 import socket
 import sys
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from enum import Enum
 from pathlib import Path
@@ -44,6 +54,8 @@ LINES_FILE_NAME = "lines.toml"
 CODECS = ("opus", "flac")
 SAMPLE_RATES = (8000, 12000, 16000, 24000, 48000)  # the rates Opus encodes natively
 ADDRESSING_STYLES = ("auto", "path", "virtual")
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -239,6 +251,24 @@ def normalise_number(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class IgnoredSetting:
+    """A key a handler's file (or ``--config`` / ``CALLREC_CONFIG``) sets to another value than
+    IT's machine-wide file does: IT's value is used, and this says so."""
+
+    key: str  # dotted, e.g. "triggers.dtmf_enabled"
+    file: Path  # the file whose value is ignored
+    value: Any
+    it_file: Path
+    it_value: Any
+
+    @property
+    def message(self) -> str:
+        """One line for the log: the file, the key, both values and IT's file."""
+        return (f"{self.file}: {self.key} = {_toml_text(self.value)} is ignored: IT's machine-wide settings "
+                f"file {self.it_file} sets {self.key} = {_toml_text(self.it_value)}, and IT's settings win")
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the app needs from settings files, validated and resolved."""
 
@@ -251,12 +281,27 @@ class Config:
     lines: Lines
     control: ControlSettings = ControlSettings()
     triggers: TriggerSettings = TriggerSettings()
-    sources: tuple[Path, ...] = ()  # settings files read, in order (the lines file is ``lines.source``)
+    sources: tuple[Path, ...] = ()  # settings files read, lowest precedence first (the lines file is ``lines.source``)
+    it_file: Path | None = None  # IT's machine-wide file, when it was read (always the last source)
+    extra_file: Path | None = None  # the CALLREC_CONFIG / --config file, when it was read
+    # dotted key -> the file its value came from (compare=False keeps Config hashable)
+    origins: Mapping[str, Path] = field(default_factory=dict, compare=False)
+    ignored: tuple[IgnoredSetting, ...] = ()  # lower files' values that IT's file overrode
 
     @property
     def store_url(self) -> str:
         """The store to use: ``store.url``, or the embedded default folder store when empty."""
         return self.store.url or str(default_paths().store_dir)
+
+    def set_by_it(self, dotted: str) -> bool:
+        """Whether IT's machine-wide file sets ``dotted`` (so nothing else may change it)."""
+        return self.it_file is not None and self.origins.get(dotted) == self.it_file
+
+    def log_ignored(self) -> None:
+        """Log each ignored setting once as a WARNING. ``load_config`` does this unless told not
+        to (the window calls it after its log file is set up, so the warnings land there)."""
+        for item in self.ignored:
+            log.warning("%s", item.message)
 
 
 # ---- schema --------------------------------------------------------------------------------
@@ -350,6 +395,19 @@ def _show(value: Any) -> str:
 
 def _got(value: Any) -> str:
     return f"{_type_name(value)} {_show(value)}"
+
+
+def _toml_text(value: Any) -> str:
+    """A checked value as a settings file would spell it, for messages about whole values."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, Path)):
+        return json.dumps(str(value), ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_text(v) for v in value) + "]"
+    if value is None:
+        return '""'
+    return _show(value)
 
 
 def _check(spec: _Key, value: Any, base_dir: Path, fail: Any) -> Any:
@@ -466,31 +524,95 @@ def load_config(
     user_file: Path | None | _Default = _DEFAULT,
     resources_dir: Path | None = None,  # shadows resources_dir() here; same meaning, caller's override
     env: Mapping[str, str] | None = None,
+    log_ignored: bool = True,
 ) -> Config:
-    """Read and merge all layers into a validated ``Config``.
+    """Read and merge all layers into a validated ``Config``. Any thread (it only reads files).
 
     ``system_file``/``user_file``: the platform defaults unless given; ``None`` skips the layer.
     ``resources_dir``: where ``defaults.toml`` and ``lines.toml`` are (default: packaged).
     ``env``: looked up for ``CALLREC_CONFIG`` (default ``os.environ``).
+    ``log_ignored``: log each value IT's file overrode as a WARNING now; the window passes
+    False and calls ``Config.log_ignored()`` once its log file exists.
+
+    Precedence, lowest first: packaged defaults, the user's file, ``CALLREC_CONFIG``, IT's file.
     """
     env = os.environ if env is None else env
     defaults = default_paths(resources_dir)
-    layers: list[Path] = [defaults.defaults_file]
-    for given, default in ((system_file, defaults.system_file), (user_file, defaults.user_file)):
+
+    def existing(given: Path | None | _Default, default: Path) -> Path | None:
         path = default if given is _DEFAULT else given
-        if isinstance(path, Path) and path.is_file():
-            layers.append(path)
+        return path if isinstance(path, Path) and path.is_file() else None
+
+    it_path = existing(system_file, defaults.system_file)
+    user_path = existing(user_file, defaults.user_file)
+    extra_path: Path | None = None
     extra = env.get(CONFIG_ENV_VAR, "")
     if extra:
         extra_path = Path(extra).expanduser()
         if not extra_path.is_file():
             raise ConfigError(f"{extra_path}: named by {CONFIG_ENV_VAR} but there is no such file")
-        layers.append(extra_path)
+    # A file named twice (--config naming the user's or IT's own file) is read once, in its own place.
+    if user_path is not None and it_path is not None and user_path.samefile(it_path):
+        user_path = None
+    if extra_path is not None and any(p is not None and extra_path.samefile(p) for p in (user_path, it_path)):
+        extra_path = None
+    layers = [p for p in (defaults.defaults_file, user_path, extra_path, it_path) if p is not None]
 
+    read = [(path, _read_layer(path)) for path in layers]
     merged: dict[str, tuple[Any, Path]] = {}
-    for path in layers:
-        merged.update(_read_layer(path))  # key by key: a file only overrides what it names
-    return _build(merged, defaults, tuple(layers))
+    for _, values in read:
+        merged.update(values)  # key by key: a file only overrides what it names; IT's file comes last
+    ignored: list[IgnoredSetting] = []
+    if it_path is not None:
+        it_values = read[-1][1]
+        for path, values in read[1:-1]:  # the user's and the extra file, never the packaged defaults
+            for key, (value, _) in values.items():
+                if key in it_values and value != it_values[key][0]:
+                    ignored.append(IgnoredSetting(key, path, value, it_path, it_values[key][0]))
+    config = replace(
+        _build(merged, defaults, tuple(layers)),
+        it_file=it_path, extra_file=extra_path, ignored=tuple(ignored),
+        origins={key: path for key, (_, path) in merged.items()},
+    )
+    if log_ignored:
+        config.log_ignored()
+    return config
+
+
+def refuse_flags_against_it(config: Config, flags: Iterable[tuple[str, str, Any]]) -> None:
+    """Refuse a one-off command-line flag that contradicts a key IT's file sets.
+
+    ``flags``: ``(flag, dotted key, value)``; a value of None means "not given". The value is
+    checked like a settings value (relative paths against the current folder) and compared
+    with IT's. Refused rather than silently replaced, so a script never believes it recorded
+    FLAC into its own folder when it did not. Raises ``ConfigError`` naming the flag, the key,
+    IT's value and IT's file; also on a flag value that is not valid for its key.
+    """
+    for flag, dotted, value in flags:
+        if value is None or not config.set_by_it(dotted):
+            continue
+        section, key = dotted.split(".", 1)
+        spec = _SCHEMA[section][key]
+
+        def fail(problem: str, flag: str = flag, value: Any = value) -> ConfigError:
+            return ConfigError(f"{flag} {value}: {problem}")
+
+        given = _check(spec, str(value) if isinstance(value, Path) else value, Path.cwd(), fail)
+        it_value = getattr(getattr(config, section), key)
+        if _same_setting(spec, given, it_value):
+            continue
+        raise ConfigError(
+            f"{flag} {value}: refused: {dotted} is set to {_toml_text(it_value)} by IT's machine-wide settings "
+            f"file {config.it_file}, and IT's settings apply to every run; leave out {flag} (or ask IT)")
+
+
+def _same_setting(spec: _Key, a: Any, b: Any) -> bool:
+    """Equal as settings: folders compared as resolved paths, S3 URLs without a trailing slash."""
+    if spec.kind in ("path", "store_url") and a and b and not str(a).startswith("s3://"):
+        return Path(a).resolve() == Path(b).resolve()
+    if spec.kind == "store_url" and isinstance(a, str) and isinstance(b, str):
+        return a.rstrip("/") == b.rstrip("/")
+    return a == b
 
 
 def _build(merged: Mapping[str, tuple[Any, Path]], defaults: DefaultPaths, sources: tuple[Path, ...]) -> Config:

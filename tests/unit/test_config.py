@@ -27,6 +27,7 @@ from callrec_desktop.config import (
     load_config,
     load_lines,
     normalise_number,
+    refuse_flags_against_it,
     resources_dir,
 )
 
@@ -134,10 +135,11 @@ def test_load_config_reads_platform_files_by_default(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_DIRS", str(tmp_path / "etc"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home"))
     system = write(tmp_path / "etc" / "callrec-desktop" / "config.toml", '[recorder]\ncodec = "flac"\n')
-    user = write(tmp_path / "home" / "callrec-desktop" / "config.toml", "[recorder]\nblock_ms = 40\n")
+    user = write(tmp_path / "home" / "callrec-desktop" / "config.toml", '[recorder]\nblock_ms = 40\ncodec = "opus"\n')
     c = load_config(env={})
-    assert c.sources == (PACKAGED / "defaults.toml", system, user)
+    assert c.sources == (PACKAGED / "defaults.toml", user, system)  # IT's file last: it wins
     assert (c.recorder.codec, c.recorder.block_ms) == ("flac", 40)
+    assert c.it_file == system and c.set_by_it("recorder.codec") and not c.set_by_it("recorder.block_ms")
 
 
 def test_resources_dir_is_beside_the_package():
@@ -174,17 +176,19 @@ def test_packaged_defaults_missing_a_key_is_named(tmp_path):
 # ---- layering ------------------------------------------------------------------------------
 
 
-def test_system_overrides_defaults_and_user_overrides_system(tmp_path):
+def test_user_overrides_defaults_and_it_overrides_user(tmp_path):
     system = write(tmp_path / "system.toml",
                    '[recorder]\ncodec = "flac"\nchunk_seconds = 30\n\n[upload]\nmax_attempts_per_pass = 3\n')
-    user = write(tmp_path / "user.toml", "[recorder]\nchunk_seconds = 5.5\n")
+    user = write(tmp_path / "user.toml", "[recorder]\nchunk_seconds = 5.5\nblock_ms = 40\n")
     c = load(system=system, user=user)
-    assert c.recorder.codec == "flac"  # from system, untouched by user
-    assert c.recorder.chunk_seconds == 5.5  # user wins
+    assert c.recorder.codec == "flac"  # from IT, untouched by user
+    assert c.recorder.chunk_seconds == 30  # IT wins over the user
+    assert c.recorder.block_ms == 40  # a key IT does not set: the user's
     assert c.recorder.sample_rate == 16000  # deep merge keeps the defaults' other keys
-    assert c.recorder.block_ms == 20
     assert c.upload == UploadSettings(max_backoff_seconds=60.0, initial_backoff_seconds=0.5, max_attempts_per_pass=3)
-    assert c.sources == (PACKAGED / "defaults.toml", system, user)
+    assert c.sources == (PACKAGED / "defaults.toml", user, system)
+    assert c.origins["recorder.chunk_seconds"] == system and c.origins["recorder.block_ms"] == user
+    assert c.origins["recorder.sample_rate"] == PACKAGED / "defaults.toml"
 
 
 def test_missing_system_and_user_files_are_fine(tmp_path):
@@ -193,14 +197,17 @@ def test_missing_system_and_user_files_are_fine(tmp_path):
     assert c.recorder.codec == "opus"
 
 
-def test_env_file_is_read_last(tmp_path):
-    system = write(tmp_path / "system.toml", '[store]\nregion = "eu-west-1"\n')
-    user = write(tmp_path / "user.toml", '[store]\nregion = "eu-west-2"\naddressing_style = "path"\n')
-    extra = write(tmp_path / "extra.toml", '[store]\nregion = "us-east-1"\n')
+def test_env_file_is_read_after_the_users_and_before_its(tmp_path):
+    system = write(tmp_path / "system.toml", '[store]\nendpoint_url = "https://s3.council.local"\n')
+    user = write(tmp_path / "user.toml", '[store]\nregion = "eu-west-2"\naddressing_style = "path"\n'
+                                         'endpoint_url = "http://127.0.0.1:1"\n')
+    extra = write(tmp_path / "extra.toml", '[store]\nregion = "us-east-1"\nendpoint_url = "http://127.0.0.1:2"\n')
     c = load(system=system, user=user, extra=extra)
-    assert c.store.region == "us-east-1"
+    assert c.store.region == "us-east-1"  # the extra file beats the user's
     assert c.store.addressing_style == "path"
-    assert c.sources[-1] == extra
+    assert c.store.endpoint_url == "https://s3.council.local"  # IT's beats both
+    assert c.sources == (PACKAGED / "defaults.toml", user, extra, system)
+    assert c.extra_file == extra and c.it_file == system
 
 
 def test_env_naming_a_missing_file_is_an_error(tmp_path):
@@ -308,9 +315,16 @@ def test_error_names_the_layer_that_set_the_bad_value(tmp_path):
 
 
 def test_ca_bundle_cleared_by_a_later_layer_is_not_checked(tmp_path):
+    user = write(tmp_path / "user.toml", '[store]\nca_bundle = "/nonexistent/ca.pem"\n')
+    extra = write(tmp_path / "extra.toml", '[store]\nca_bundle = ""\n')
+    assert load(user=user, extra=extra).store.ca_bundle is None
+
+
+def test_a_missing_ca_bundle_set_by_it_is_an_error_even_if_the_user_clears_it(tmp_path):
     system = write(tmp_path / "system.toml", '[store]\nca_bundle = "/nonexistent/ca.pem"\n')
     user = write(tmp_path / "user.toml", '[store]\nca_bundle = ""\n')
-    assert load(system=system, user=user).store.ca_bundle is None
+    with pytest.raises(ConfigError, match=rf"^{system}: store\.ca_bundle: no such file: /nonexistent/ca\.pem$"):
+        load(system=system, user=user)
 
 
 def test_bad_user_file_is_named_not_the_good_system_file(tmp_path):
@@ -473,3 +487,200 @@ def test_control_and_trigger_defaults_and_overrides(tmp_path):
 def test_bad_control_and_trigger_settings_are_named(tmp_path, text, key, problem):
     path, msg = error_from(tmp_path, text)
     assert msg.startswith(f"{path}: {key}: {problem}"), msg
+
+
+# ---- IT policy: the machine-wide file wins over every other file -------------------------------
+# Precedence, lowest first: packaged defaults < the user's file < CALLREC_CONFIG / --config < IT's
+# file. Real files in tmp dirs; CALLREC_CONFIG both as the env argument and as the process's own
+# environment variable (what --config sets).
+
+IT_TRIGGERS = '[triggers]\ndtmf_enabled = true\npayment_window_titles = ["card payment", "pay360"]\n'
+HANDLER_OFF = '[triggers]\ndtmf_enabled = false\npayment_window_titles = ["nothing matches this"]\n'
+
+
+def ignored_records(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "callrec_desktop.config" and r.levelname == "WARNING"]
+
+
+@pytest.mark.parametrize("layer", ["user file", "CALLREC_CONFIG argument", "CALLREC_CONFIG variable"])
+def test_a_handler_cannot_switch_off_the_payment_triggers_it_set(tmp_path, monkeypatch, caplog, layer):
+    system = write(tmp_path / "etc" / "config.toml", IT_TRIGGERS)
+    mine = write(tmp_path / "me" / "config.toml", HANDLER_OFF)
+    caplog.set_level("WARNING", logger="callrec_desktop.config")
+    if layer == "user file":
+        c = load(system=system, user=mine)
+    elif layer == "CALLREC_CONFIG argument":
+        c = load(system=system, extra=mine)
+    else:
+        monkeypatch.setenv(CONFIG_ENV_VAR, str(mine))
+        c = load_config(system_file=system, user_file=None)  # env: the real os.environ
+        assert c.extra_file == mine
+    assert c.triggers.dtmf_enabled is True
+    assert c.triggers.payment_window_titles == ("card payment", "pay360")
+    assert c.set_by_it("triggers.dtmf_enabled") and c.set_by_it("triggers.payment_window_titles")
+    assert ignored_records(caplog) == [
+        f"{mine}: triggers.dtmf_enabled = false is ignored: IT's machine-wide settings file {system} "
+        f"sets triggers.dtmf_enabled = true, and IT's settings win",
+        f'{mine}: triggers.payment_window_titles = ["nothing matches this"] is ignored: IT\'s machine-wide '
+        f'settings file {system} sets triggers.payment_window_titles = ["card payment", "pay360"], '
+        f"and IT's settings win",
+    ]
+
+
+def test_a_list_set_by_it_wins_whole_not_item_by_item(tmp_path):
+    system = write(tmp_path / "it.toml", '[triggers]\npayment_window_titles = ["card payment"]\n')
+    user = write(tmp_path / "user.toml", '[triggers]\npayment_window_titles = ["card payment", "my extra"]\n')
+    extra = write(tmp_path / "extra.toml", '[triggers]\npayment_window_titles = ["^$"]\n')
+    c = load(system=system, user=user, extra=extra)
+    assert c.triggers.payment_window_titles == ("card payment",)
+    assert [(i.key, i.file) for i in c.ignored] == [("triggers.payment_window_titles", user),
+                                                     ("triggers.payment_window_titles", extra)]
+
+
+def test_keys_it_does_not_set_still_layer_user_then_extra(tmp_path):
+    system = write(tmp_path / "it.toml", "[triggers]\ndtmf_enabled = true\n")
+    user = write(tmp_path / "user.toml", '[triggers]\nfocus_poll_ms = 500\n[recorder]\ncodec = "flac"\n')
+    extra = write(tmp_path / "extra.toml", "[triggers]\nfocus_poll_ms = 700\n")
+    c = load(system=system, user=user, extra=extra)
+    assert (c.triggers.focus_poll_ms, c.recorder.codec, c.triggers.dtmf_enabled) == (700, "flac", True)
+    assert c.ignored == ()
+    assert not c.set_by_it("triggers.focus_poll_ms")
+
+
+def test_the_same_value_as_its_is_not_an_override_attempt(tmp_path, caplog):
+    system = write(tmp_path / "it.toml", '[recorder]\ncodec = "flac"\n[paths]\nspool_dir = "/srv/spool"\n')
+    # the same folder spelled relative to the user's file is the same value
+    user = write(tmp_path / "srv-view" / "user.toml", '[recorder]\ncodec = "flac"\n')
+    caplog.set_level("WARNING", logger="callrec_desktop.config")
+    c = load(system=system, user=user)
+    assert c.ignored == () and ignored_records(caplog) == []
+    assert c.set_by_it("recorder.codec")
+
+
+def test_each_override_is_logged_once_and_the_window_can_log_it_later(tmp_path, caplog):
+    system = write(tmp_path / "it.toml", "[control]\nport = 47801\n")
+    user = write(tmp_path / "user.toml", "[control]\nport = 50000\n")
+    caplog.set_level("WARNING", logger="callrec_desktop.config")
+    c = load(system=system, user=user, log_ignored=False)
+    assert ignored_records(caplog) == []  # the window: not before its log file exists
+    c.log_ignored()
+    [message] = ignored_records(caplog)
+    assert message.startswith(f"{user}: control.port = 50000 is ignored: IT's machine-wide settings file {system}")
+    assert c.control.port == 47801
+    caplog.clear()
+    load(system=system, user=user)
+    assert len(ignored_records(caplog)) == 1
+
+
+def test_a_file_named_twice_is_read_once_in_its_own_place(tmp_path, caplog):
+    system = write(tmp_path / "it.toml", "[control]\nport = 47801\n")
+    user = write(tmp_path / "user.toml", "[control]\nport = 50000\n")
+    caplog.set_level("WARNING", logger="callrec_desktop.config")
+    c = load(system=system, user=user, extra=system)  # --config naming IT's own file
+    assert c.sources == (PACKAGED / "defaults.toml", user, system) and c.extra_file is None
+    assert c.control.port == 47801 and len(ignored_records(caplog)) == 1
+    c = load(system=system, user=user, extra=user)  # --config naming the user's own file
+    assert c.sources == (PACKAGED / "defaults.toml", user, system) and c.extra_file is None
+
+
+def test_a_bad_value_in_the_users_file_is_still_refused_where_it_sets_the_key(tmp_path):
+    """Strict reading does not depend on precedence: a broken file is named, never half-read."""
+    system = write(tmp_path / "it.toml", "[triggers]\ndtmf_enabled = true\n")
+    user = write(tmp_path / "user.toml", '[triggers]\ndtmf_enabled = "no"\n')
+    with pytest.raises(ConfigError, match=rf"^{user}: triggers\.dtmf_enabled: expected true or false"):
+        load(system=system, user=user)
+
+
+def _two_values(section: str, key: str, tmp_path: Path) -> tuple[str, str]:
+    """Two different valid TOML values for any key of the schema: (IT's, the handler's)."""
+    spec = cfg._SCHEMA[section][key]
+    if spec.kind == "bool":
+        return "true", "false"
+    if spec.kind in ("int", "number"):  # the packaged default and one just below it (or another choice):
+        default = DEFAULTS[section][key]  # both agree with the other keys' defaults (reach-back <= look-behind)
+        if spec.choices:
+            return str(default), str(next(v for v in spec.choices if v != default))
+        other = default - (1 if spec.kind == "int" else 0.25)
+        return str(default), str(other if other > spec.lo else default + (1 if spec.kind == "int" else 0.25))
+    if spec.kind == "str_list":
+        return '["card payment"]', '["mine"]'
+    if spec.kind == "store_url":
+        return '"s3://it-calls/centre"', '"s3://my-calls"'
+    if spec.kind == "http_url":
+        return '"https://s3.council.local"', '"http://127.0.0.1:9"'
+    if spec.kind == "path":
+        if (section, key) == ("lines", "file"):
+            it = tmp_path / "it-lines.toml"
+            shutil.copy(PACKAGED / "lines.toml", it)
+            return f'"{it}"', '""'
+        it, mine = tmp_path / f"it-{key}", tmp_path / f"my-{key}"
+        for p in (it, mine):
+            write(p, "-----BEGIN CERTIFICATE-----\n")  # ca_bundle must exist; folders need not
+        return f'"{it}"', f'"{mine}"'
+    if spec.choices:
+        return f'"{spec.choices[0]}"', f'"{spec.choices[-1]}"'
+    return '"it-value"', '"my-value"'
+
+
+DEFAULTS = tomllib.loads((PACKAGED / "defaults.toml").read_text(encoding="utf-8"))
+EVERY_KEY = [(section, key) for section, keys in cfg._SCHEMA.items() for key in keys]
+
+
+@pytest.mark.parametrize(("section", "key"), EVERY_KEY, ids=[f"{s}.{k}" for s, k in EVERY_KEY])
+def test_every_key_it_sets_wins_over_the_user_file_and_callrec_config(tmp_path, caplog, section, key):
+    it_text, my_text = _two_values(section, key, tmp_path)
+    system = write(tmp_path / "it.toml", f"[{section}]\n{key} = {it_text}\n")
+    user = write(tmp_path / "user.toml", f"[{section}]\n{key} = {my_text}\n")
+    extra = write(tmp_path / "extra.toml", f"[{section}]\n{key} = {my_text}\n")
+    caplog.set_level("WARNING", logger="callrec_desktop.config")
+    c = load(system=system, user=user, extra=extra)
+    it_only = load(system=system)
+    dotted = f"{section}.{key}"
+    assert c.set_by_it(dotted) and c.origins[dotted] == system
+    assert _settings(c) == _settings(it_only)  # exactly as if the other two files did not exist
+    assert [(i.key, i.file, i.it_file) for i in c.ignored] == [(dotted, user, system), (dotted, extra, system)]
+    messages = ignored_records(caplog)
+    assert len(messages) == 2 and all(dotted in m and str(system) in m for m in messages)
+    assert str(user) in messages[0] and str(extra) in messages[1]
+
+
+def _settings(c) -> tuple:
+    """What a Config records about the call and its files, without where each value came from."""
+    return (c.recorder, c.audio, c.store, c.upload, c.identity, c.paths, c.control, c.triggers, c.lines.source)
+
+
+# ---- IT policy and one-off command-line flags (callrec record / demo) -----------------------------
+
+
+def test_a_flag_that_contradicts_a_key_it_set_is_refused_naming_flag_key_and_file(tmp_path):
+    system = write(tmp_path / "it.toml", '[recorder]\ncodec = "flac"\n[store]\nurl = "s3://council-calls/centre"\n')
+    c = load(system=system)
+    with pytest.raises(ConfigError) as info:
+        refuse_flags_against_it(c, [("--codec", "recorder.codec", "opus")])
+    assert str(info.value) == (f'--codec opus: refused: recorder.codec is set to "flac" by IT\'s machine-wide '
+                               f"settings file {system}, and IT's settings apply to every run; leave out --codec "
+                               f"(or ask IT)")
+    with pytest.raises(ConfigError, match=r"^--store /tmp/mine: refused: store\.url is set to \"s3://council-calls"):
+        refuse_flags_against_it(c, [("--store", "store.url", "/tmp/mine")])
+
+
+def test_flags_that_agree_with_it_or_name_keys_it_leaves_alone_are_accepted(tmp_path, monkeypatch):
+    folder = tmp_path / "calls"
+    system = write(tmp_path / "etc" / "it.toml",
+                   f'[recorder]\ncodec = "flac"\n[store]\nurl = "s3://council-calls/centre"\n[paths]\nspool_dir = "{folder}"\n')
+    c = load(system=system)
+    monkeypatch.chdir(tmp_path)
+    refuse_flags_against_it(c, [
+        ("--codec", "recorder.codec", "flac"),
+        ("--store", "store.url", "s3://council-calls/centre/"),  # a trailing slash is the same store
+        ("--spool", "paths.spool_dir", Path("calls")),  # relative to the current folder: the same folder
+        ("--chunk-seconds", "recorder.chunk_seconds", 3.0),  # IT does not set it
+        ("--endpoint-url", "store.endpoint_url", None),  # not given
+    ])
+
+
+def test_a_bad_flag_value_for_a_key_it_set_is_named(tmp_path):
+    system = write(tmp_path / "it.toml", "[recorder]\nchunk_seconds = 10\n")
+    with pytest.raises(ConfigError, match=r"^--chunk-seconds 0\.5: must be between 1 and 300, got 0\.5$"):
+        refuse_flags_against_it(load(system=system), [("--chunk-seconds", "recorder.chunk_seconds", 0.5)])
