@@ -17,6 +17,8 @@ import soundfile as sf
 from callrec_desktop.archive import ArchiveError, ExportRangeError, decode_call, export_call
 from callrec_desktop.core.timeline import EventSource
 from callrec_desktop.storage.layout import chunk_key
+from tests.support import players
+from tests.support.old_recordings import FAMILY255_PAUSE, family255_store
 from tests.support.recording import RATE, band_db, finish, pipeline, settings, two_tones
 
 PAUSE = (2.3, 3.7)
@@ -113,24 +115,81 @@ def test_a_missing_chunk_fails_the_export_and_leaves_no_file(tmp_path):
     assert not out.exists() and not out.with_name("out.flac.part").exists()
 
 
-def test_opus_export_is_ogg_opus_with_two_uncoupled_streams_keeping_the_parties_apart(flac_call, tmp_path):
+# What the README promises a pause gives in each export format (README "Export", measured on
+# tones, noise, speech-like noise and square waves up to full scale, pauses anywhere): WAV and
+# FLAC exact zeros; Opus, encoded from exact zeros, decodes to at most 2 sixteen-bit steps
+# (-84 dBFS) except the codec's fade-out of the last recorded sound (measured up to 71 ms) at
+# the pause's start and the lead-in of the first sound after it (up to 10 ms) at its end.
+OPUS_PAUSE_FADE_S, OPUS_PAUSE_LEAD_S, OPUS_PAUSE_MAX = 0.080, 0.015, 2 / 32768
+
+
+@pytest.mark.parametrize("player", players.PLAYERS)
+def test_opus_export_opens_in_ordinary_players_keeping_the_parties_apart(flac_call, tmp_path, player):
+    """An Opus export is Ogg Opus, channel mapping family 1 with two uncoupled streams, and
+    ffmpeg, opusdec and GStreamer each decode it to the range's exact length with the agent's
+    tone left, the caller's right, and the payment pause as the README says."""
+    if not players.have(player):
+        pytest.skip(f"{player} not installed (scripts/setup.sh installs it)")
     store, m = flac_call
     out = tmp_path / "range.opus"
     export_call(store, m.call_id, out, start_seconds=0.5, end_seconds=7.0)
-    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,channels",
-                            "-of", "default=noprint_wrappers=1", str(out)], capture_output=True, text=True, check=True)
-    assert "codec_name=opus" in probe.stdout and "channels=2" in probe.stdout, probe.stdout
     info = subprocess.run(["opusinfo", str(out)], capture_output=True, text=True)
-    assert "Channel Mapping Family: 255" in info.stdout, info.stdout + info.stderr
-    back, rate = sf.read(out, dtype="float32", always_2d=True)
-    assert rate == RATE and back.shape[1] == 2
-    assert abs(len(back) - round(6.5 * RATE)) <= RATE // 50  # within 20 ms
+    assert "Channel Mapping Family: 1 Map: [0, 1]" in info.stdout, info.stdout + info.stderr
+    assert "Streams: 2, Coupled: 0" in info.stdout, info.stdout
+    back = players.decode(player, out, RATE, tmp=tmp_path)
+    assert back.shape == (round(6.5 * RATE), 2)
     speech = back[round(0.2 * RATE) : round(1.6 * RATE)]  # before the pause (1.8 s into the export)
     agent, caller = speech[:, 0], speech[:, 1]
     assert band_db(agent, 440) - band_db(agent, 1250) > 30  # 440 Hz tone on the agent channel only
     assert band_db(caller, 1250) - band_db(caller, 440) > 30  # 1250 Hz tone on the caller channel only
-    quiet = back[round(2.0 * RATE) : round(3.0 * RATE)]  # inside the payment pause (2.3..3.7 s of the call)
-    assert np.abs(quiet).max() < 1e-3
+    pa, pb = (round((t - 0.5) * RATE) for t in PAUSE)
+    quiet = back[pa + round(OPUS_PAUSE_FADE_S * RATE) : pb - round(OPUS_PAUSE_LEAD_S * RATE)]
+    assert np.abs(quiet).max() <= OPUS_PAUSE_MAX * 1.001, np.abs(quiet).max() * 32768
+    assert np.abs(back[pb : pb + RATE // 10]).max() > 0.2  # and the call resumes after it
+
+
+def test_each_export_format_gives_what_the_readme_says_over_a_pause(tmp_path):
+    """The README's sentence on pauses, per format, on an Opus-recorded call (lossy chunks, so
+    the audio around the pause is as busy as it gets): WAV and FLAC are exact zeros over the
+    whole pause; Opus is at most 2 steps of 16 bits outside its fade-out and lead-in."""
+    store, m = record(tmp_path / "rec", codec="opus")
+    a, b = (round(t * RATE) for t in PAUSE)
+    for suffix in (".wav", ".flac"):
+        export_call(store, m.call_id, tmp_path / f"x{suffix}")
+        back, _ = sf.read(tmp_path / f"x{suffix}", dtype="int16", always_2d=True)
+        assert not back[a:b].any() and back[a - 160 : a].any() and back[b : b + 160].any(), suffix
+    export_call(store, m.call_id, tmp_path / "x.opus")
+    back, _ = sf.read(tmp_path / "x.opus", dtype="float32", always_2d=True)
+    quiet = back[a + round(OPUS_PAUSE_FADE_S * RATE) : b - round(OPUS_PAUSE_LEAD_S * RATE)]
+    assert np.abs(quiet).max() <= OPUS_PAUSE_MAX * 1.001
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".opus"])
+def test_an_old_family_255_call_still_exports_in_every_format(tmp_path, suffix):
+    """A call stored with channel mapping family 255 (tests/data/family255) exports as before:
+    WAV and FLAC equal its decode sample for sample, pause exact zeros; Opus comes out as
+    family 1, which opusdec opens (it refuses the stored chunks themselves)."""
+    store, m = family255_store(tmp_path)
+    ref = decode_call(store, m)
+    out = tmp_path / f"old{suffix}"
+    export_call(store, m.call_id, out)
+    a, b = (round(t * RATE) for t in FAMILY255_PAUSE)
+    if suffix == ".opus":
+        if not players.have("opusdec"):
+            pytest.skip("opusdec not installed (scripts/setup.sh installs it)")
+        back = players.decode("opusdec", out, RATE, tmp=tmp_path)
+        assert back.shape == ref.shape
+        for lo, hi in [(0.2, 1.9), (4.0, 5.4)]:
+            x = back[round(lo * RATE) : round(hi * RATE)]
+            assert band_db(x[:, 0], 440) - band_db(x[:, 0], 1250) > 20
+            assert band_db(x[:, 1], 1250) - band_db(x[:, 1], 440) > 20
+        quiet = back[a + round(OPUS_PAUSE_FADE_S * RATE) : b - round(OPUS_PAUSE_LEAD_S * RATE)]
+        assert np.abs(quiet).max() <= OPUS_PAUSE_MAX * 1.001
+    else:
+        back, rate = sf.read(out, dtype="int16", always_2d=True)
+        assert rate == RATE
+        np.testing.assert_array_equal(back, np.clip(np.rint(ref * 32768), -32768, 32767).astype(np.int16))
+        assert not back[a:b].any() and back[:a].any() and back[b:].any()
 
 
 def test_a_30_chunk_call_is_read_lazily_in_order_while_the_file_grows(tmp_path):

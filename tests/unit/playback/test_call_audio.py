@@ -149,3 +149,26 @@ def test_opus_call_keeps_its_tones(tmp_path):
     assert band_db(x[:, 0], 440) > band_db(x[:, 0], 1250) + 25
     assert band_db(x[:, 1], 1250) > band_db(x[:, 1], 440) + 25
     assert not ca.read(2 * RATE, RATE).any()
+
+
+def test_an_old_family_255_opus_call_still_plays_and_verifies(tmp_path):
+    """Calls stored before chunks became channel mapping family 1 (tests/data/family255) play
+    as before: tones on the right sides, the pause silent, the short chunk sealed by the pause
+    in place, and every chunk verifies against the manifest."""
+    from callrec_desktop.archive import verify_call
+    from tests.support.old_recordings import FAMILY255_PAUSE, FAMILY255_SECONDS, family255_store
+
+    store, m = family255_store(tmp_path)
+    assert verify_call(store, m) == []
+    assert m.frames == round(FAMILY255_SECONDS * RATE) and [c.frames for c in m.chunks] == [2 * RATE, 4800, 28800]
+    ca = CallAudio(store, m)
+    ref = decode_call(store, m)
+    np.testing.assert_array_equal(ca.read(0, m.frames), ref)
+    a, b = (round(s * RATE) for s in FAMILY255_PAUSE)
+    assert not ca.read(a, b - a).any()
+    for start in (round(0.5 * RATE), round(4.0 * RATE)):  # chunk 1 and chunk 3
+        x = ca.read(start, RATE)
+        assert band_db(x[:, 0], 440) > band_db(x[:, 0], 1250) + 25
+        assert band_db(x[:, 1], 1250) > band_db(x[:, 1], 440) + 25
+    short = ca.read(2 * RATE, 4800)  # chunk 2: 300 ms, less than two Ogg pages
+    assert np.abs(short[800:, 0]).max() > 0.2 and np.abs(short[800:, 1]).max() > 0.2
