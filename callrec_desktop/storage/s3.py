@@ -28,6 +28,7 @@ from botocore.config import Config
 
 from callrec_desktop.storage.base import (
     ObjectNotFoundError,
+    ObjectRefusedError,
     PermanentStoreError,
     PutReceipt,
     StoreError,
@@ -245,12 +246,38 @@ class S3Store:
         return sha.hexdigest(), md5.hexdigest()
 
     # ---- get / list --------------------------------------------------------------------
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """The object's bytes. With ``max_bytes``, asks only for the first ``max_bytes + 1``
+        bytes (``Range``), refuses the object if the store says it is larger (``Content-Range``
+        total or ``Content-Length``), and never reads more than that from the body, whatever
+        the server sends. Runs on the caller's thread."""
         self._check_key(key)
         try:
-            response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            if max_bytes is None:
+                response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+                with response["Body"] as body:
+                    return body.read()
+            try:
+                response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key,
+                                                   Range=f"bytes=0-{max_bytes}")
+            except bce.ClientError as exc:
+                # An empty object has no byte 0: S3 answers 416 InvalidRange. Ask again without
+                # a range; the body is still read only up to the cap.
+                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 416:
+                    raise
+                response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            total = _range_total(response.get("ContentRange"))
+            if total is None:
+                total = response.get("ContentLength")
             with response["Body"] as body:
-                return body.read()
+                if isinstance(total, int) and total > max_bytes:
+                    raise ObjectRefusedError(f"{self.url} {key}: object is {total} bytes, more than the "
+                                             f"{max_bytes} allowed for it; not read")
+                data = body.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise ObjectRefusedError(f"{self.url} {key}: object is more than the {max_bytes} bytes "
+                                         f"allowed for it; not read")
+            return data
         except Exception as exc:
             raise self._classify(exc, key, "get") from exc
 
@@ -314,6 +341,15 @@ class S3Store:
         if isinstance(exc, OSError):
             return TransientStoreError(f"{where}: {op} failed: {type(exc).__name__}: {self._redact(str(exc))}")
         raise exc
+
+
+def _range_total(content_range: object) -> int | None:
+    """The object's full size from ``Content-Range: bytes 0-N/TOTAL``, if given."""
+    if isinstance(content_range, str) and "/" in content_range:
+        total = content_range.rsplit("/", 1)[1].strip()
+        if total.isdigit() and len(total) < 20:
+            return int(total)
+    return None
 
 
 def _b64_to_hex(value: str) -> str:

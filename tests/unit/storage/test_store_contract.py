@@ -150,3 +150,18 @@ def test_open_store_s3_without_provider_credentials_uses_boto3_chain():
     assert calls == [("http://127.0.0.1:9", "recordings")]
     assert isinstance(s, S3Store) and s.description == "s3://recordings/site1/ at http://127.0.0.1:9"
     s.close()
+
+
+def test_capped_get_refuses_a_large_object_and_reads_small_and_empty_ones(store):
+    """Every store honours ``max_bytes``: an object over the cap is refused, naming its key; one
+    at the cap, and an empty one (S3 answers a range on it with 416), read whole."""
+    from callrec_desktop.storage.base import ObjectRefusedError
+
+    big = "manifests/2026/11/29/big.json"
+    put(store, big, b"x" * 5000, content_type="application/json")
+    with pytest.raises(ObjectRefusedError, match=f"{big}: object is 5000 bytes, more than the 4096 allowed"):
+        store.get(big, max_bytes=4096)
+    assert store.get(big, max_bytes=5000) == b"x" * 5000
+    empty = "manifests/2026/11/29/empty.json"
+    put(store, empty, b"", content_type="application/json")
+    assert store.get(empty, max_bytes=10) == b""
