@@ -4,7 +4,9 @@
 float32); the player needs the first second quickly and then a little at a time. A
 :class:`CallAudio` fetches and decodes a chunk only when a read touches it, keeps the last
 ``cache_chunks`` decoded chunks (LRU), and verifies every chunk (size and SHA-256 against the
-manifest, ``archive.read_chunk``) before decoding it.
+manifest, ``archive.read_chunk``) before decoding it. Chunks are decoded by libsndfile, which
+reads stereo Ogg Opus under channel mapping family 1 (written since issue 9) and family 255
+(written before; a sample is kept in tests/data/family255) alike.
 
 Timeline: frame 0 is the call start; frame ``frames`` is its end (hang-up or transfer).
 Frames that no chunk covers (payment and agent pauses, gaps) read as digital silence (0.0),
