@@ -158,14 +158,18 @@ class CallAudio:
 
     def _decode(self, entry: ChunkEntry) -> np.ndarray:
         data = read_chunk(self.store, self.manifest, entry)  # size + SHA-256 checked first
+        # Decode at most the frames the (validated) manifest gives this chunk: a small chunk
+        # whose header claims hours of audio cannot make the player allocate them.
+        n = max(0, min(entry.frames, self.frames - entry.first_frame))
         try:
-            audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+            with sf.SoundFile(io.BytesIO(data)) as f:
+                rate, channels = f.samplerate, f.channels
+                if rate != self.sample_rate:
+                    raise ArchiveError(f"{self.call_id}: chunk {entry.seq} is {rate} Hz, manifest says {self.sample_rate}")
+                if channels != self.channels:
+                    raise ArchiveError(f"{self.call_id}: chunk {entry.seq} has {channels} channels, "
+                                       f"manifest says {self.channels}")
+                audio = f.read(frames=n, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise ArchiveError(f"{self.call_id}: chunk {entry.seq} does not decode: {exc}") from None
-        if rate != self.sample_rate:
-            raise ArchiveError(f"{self.call_id}: chunk {entry.seq} is {rate} Hz, manifest says {self.sample_rate}")
-        if audio.shape[1] != self.channels:
-            raise ArchiveError(f"{self.call_id}: chunk {entry.seq} has {audio.shape[1]} channels, "
-                               f"manifest says {self.channels}")
-        n = min(entry.frames, len(audio), self.frames - entry.first_frame)
         return np.ascontiguousarray(audio[:n])
