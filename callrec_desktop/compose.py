@@ -51,7 +51,9 @@ def open_configured_store(config: Config, url: str | None = None, endpoint_url: 
     if parsed[0] == "folder":
         folder = Path(parsed[1])
         if not url and not config.store.url:
-            folder.mkdir(parents=True, exist_ok=True)  # the embedded default store: ours to create
+            from callrec_desktop.private_files import private_dir
+
+            private_dir(folder)  # the embedded default store: ours to create, 0700 (files in it 0600)
         elif require_folder and not folder.is_dir():
             raise StoreSetupError(f"store folder {folder} does not exist (create it, or mount the share)")
     try:

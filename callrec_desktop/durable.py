@@ -1,5 +1,7 @@
 """Durable files, restic's recipe: write ``NAME.part`` opened with mode ``x``, flush, fsync,
-close, atomic rename, fsync the directory. Only then tell anyone the file exists."""
+close, atomic rename, fsync the directory. Only then tell anyone the file exists.
+
+Every file made here is private to the user (0600, whatever the umask: ``private_files``)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import os
 import secrets
 import sys
 from pathlib import Path
+
+from callrec_desktop.private_files import open_private, private_fd
 
 HASH_BLOCK = 1 << 20
 
@@ -24,10 +28,11 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never half."""
+    """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never half.
+    The new file is 0600 whatever the umask."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "xb") as f:
+        with open_private(tmp, "xb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -67,7 +72,7 @@ class DirLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = private_fd(self.path, os.O_RDWR | os.O_CREAT)
         try:
             if sys.platform == "win32":
                 import msvcrt

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
+from pathlib import Path
 
 
 def quiet_credential_loggers() -> None:
@@ -13,3 +15,21 @@ def quiet_credential_loggers() -> None:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.INFO:  # only ever raise the bar: quieter, never louder
             logger.setLevel(logging.INFO)
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A ``RotatingFileHandler`` whose files are private to the user (0600, whatever the umask):
+    logs name callers' numbers and calls. Rotation renames, which keeps the mode, and every new
+    file is opened through ``_open``, so the rotated files ``.1`` … ``.N`` are private too.
+    Runs on whichever thread logs (``logging`` holds the handler's lock around ``_open``)."""
+
+    def __init__(self, filename, *args, **kwargs) -> None:
+        from callrec_desktop.private_files import private_dir
+
+        private_dir(Path(filename).parent)
+        super().__init__(filename, *args, **kwargs)
+
+    def _open(self):
+        from callrec_desktop.private_files import open_private
+
+        return open_private(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors)

@@ -11,6 +11,9 @@ Layout (one folder per call)::
 
 The first frame is part of a chunk's spool name so that recovery can place a chunk on the
 call's timeline even when the process died before the manifest listed it.
+
+Everything here is private to the user: folders 0700, files 0600 whatever the umask
+(``private_files``); recovery also tightens what an older version or another umask left.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from callrec_desktop.core.manifest import (
     chunk_file_name,
 )
 from callrec_desktop.durable import DirLock, fsync_dir, seal_part, sha256_file, write_atomic
+from callrec_desktop.private_files import DIR_MODE, make_private, open_private, private_dir, tighten
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +83,10 @@ class CallSpool:
         self._lock = lock
 
     def open_part(self, seq: int, first_frame: int, codec: str):
-        """A new ``.part`` file opened exclusive and unbuffered (each encoder write reaches the OS)."""
+        """A new ``.part`` file opened exclusive and unbuffered (each encoder write reaches the OS),
+        0600. Runs on the recorder thread."""
         part = self.path / (spool_chunk_name(seq, first_frame, codec) + ".part")
-        return part, open(part, "xb", buffering=0)
+        return part, open_private(part, "xb", buffering=0)
 
     def seal(self, part: Path) -> Path:
         final = part.with_name(part.name[: -len(".part")])
@@ -109,8 +114,8 @@ class Spool:
         self.root = root
         self.calls_dir = root / "calls"
         self.quarantine_dir = root / "quarantine"
-        self.calls_dir.mkdir(parents=True, exist_ok=True)
-        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.calls_dir)
+        private_dir(self.quarantine_dir)
 
     # ---- writing side (recorder) ---------------------------------------------------
     def create_call(self, manifest: Manifest) -> CallSpool:
@@ -122,7 +127,8 @@ class Spool:
         call_id = validate_call_id(manifest.call_id)
         for _ in range(5):
             tmp = self.calls_dir / f".new-{call_id}-{secrets.token_hex(3)}"
-            tmp.mkdir()
+            tmp.mkdir(DIR_MODE)
+            make_private(tmp)  # the umask may have taken the owner's bits away
             lock = DirLock(tmp / LOCK)
             try:
                 if lock.acquire():
@@ -179,7 +185,7 @@ class Spool:
     def quarantine(self, path: Path, call_id: str, reason: str) -> Path:
         """Move ``path`` aside with a note saying why. Never deletes."""
         dest_dir = self.quarantine_dir / call_id
-        dest_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(dest_dir)
         dest = dest_dir / path.name
         if dest.exists():
             dest = dest_dir / f"{path.name}.{secrets.token_hex(3)}"
@@ -193,8 +199,13 @@ class Spool:
         """Make the spool consistent after a crash. Touches only calls no live process holds.
 
         ``.part`` files are repaired into sealed chunks where their audio reads back, else
-        quarantined; a call with no end is ended as ``interrupted`` with what survived.
+        quarantined; a call with no end is ended as ``interrupted`` with what survived. First,
+        files and folders that other users could read (an older version, another umask) are
+        made private (logged when there were any). Runs at start-up, on a worker thread.
         """
+        # Only what is ours: the spool folder may be one the user named (never chmod a /tmp).
+        tighten(self.calls_dir, what="the spool's calls")
+        tighten(self.quarantine_dir, what="the spool's quarantine")
         interrupted, repaired, quarantined = [], [], []
         for p in sorted(self.calls_dir.glob(".new-*")):
             lock = DirLock(p / LOCK)
@@ -346,7 +357,7 @@ def _repair_part(chunk: SpooledChunk, settings: CodecSettings) -> tuple[bool, st
         return False, f"it has {data.shape[1]} channels, the call has {settings.channels}"
     final = chunk.path.with_name(chunk.path.name[: -len(".part")])
     tmp = final.with_name(final.name + ".rpart")
-    with open(tmp, "xb") as out:
+    with open_private(tmp, "xb") as out:
         enc = make_encoder(out, settings)
         enc.write(data)
         enc.close()

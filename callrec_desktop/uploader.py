@@ -28,6 +28,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from callrec_desktop.core.manifest import Manifest, ManifestError
 from callrec_desktop.durable import fsync_dir, sha256_file, write_atomic
+from callrec_desktop.private_files import open_private
 from callrec_desktop.spool import UPLOADED, Spool
 from callrec_desktop.status import UploadStatus
 from callrec_desktop.storage.base import PermanentStoreError, Store, StoreError, TransientStoreError
@@ -331,7 +332,8 @@ def _write_status_file(path: Path, status: UploadStatus) -> None:
     }
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(doc))
+        with open_private(tmp, "w", encoding="utf-8") as f:  # 0600: it names the last error
+            f.write(json.dumps(doc))
         os.replace(tmp, path)
     except OSError:
         log.debug("could not write %s", path, exc_info=True)
