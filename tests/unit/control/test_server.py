@@ -3,8 +3,11 @@ uploader, folder store). Every refusal must leave the desk and the stored record
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import json
+import secrets
 import logging
 import threading
 import time
@@ -20,7 +23,7 @@ import pytest
 from callrec_desktop.archive import iter_manifests, load_manifest
 from callrec_desktop.audio.sources import AudioSourceError, SyntheticSource
 from callrec_desktop.config import load_lines, resources_dir
-from callrec_desktop.control.server import MAX_BODY_BYTES, ControlServer
+from callrec_desktop.control.server import MAX_BODY_BYTES, ControlBindError, ControlServer
 from callrec_desktop.core.manifest import Manifest
 from callrec_desktop.core.timeline import CallState
 from callrec_desktop.desk import Desk, DeskStatus
@@ -144,6 +147,7 @@ class Answer:
     status: int
     headers: http.client.HTTPMessage
     raw: bytes
+    signed: bool = False  # the answer carried a valid Callrec-MAC for the request's nonce
 
     @property
     def doc(self) -> Any:
@@ -161,25 +165,63 @@ class Answer:
 ANSWERS: list[Answer] = []  # every answer of this module, checked for the token at the end
 
 
-def call(port: int, method: str, path: str, body: Any = None, *, token: str | None = TOKEN,
-         raw: bytes | None = None, content_type: str | None = "application/json",
-         headers: dict[str, str] | None = None) -> Answer:
-    """One real HTTP request. ``body`` is sent as JSON; ``raw`` as given."""
+# The protocol as docs/control-api.md states it, written out again here (not imported from the
+# package), so a change on both sides of the package cannot go unnoticed.
+def hmac_hex(token: str, *lines: object) -> str:
+    return hmac.new(token.encode("ascii"), "\n".join(map(str, lines)).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def exchange(port: int, method: str, target: str, data: bytes | None, headers: dict[str, str]) -> Answer:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    h = dict(headers or {})
-    if token is not None:
-        h.setdefault("Authorization", f"Bearer {token}")
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    if data is not None and content_type is not None:
-        h["Content-Type"] = content_type
     try:
-        conn.request(method, path, body=data, headers=h)
+        conn.request(method, target, body=data, headers=headers)
         resp = conn.getresponse()
-        answer = Answer(resp.status, resp.headers, resp.read())
+        return Answer(resp.status, resp.headers, resp.read())
     finally:
         conn.close()
+
+
+def challenge(port: int, token: str = TOKEN) -> tuple[str, bool]:
+    """A server nonce, and whether the server's proof checks out with ``token``."""
+    cn = secrets.token_hex(32)
+    a = exchange(port, "POST", "/v1/challenge", json.dumps({"client_nonce": cn}).encode(),
+                 {"Content-Type": "application/json"})
+    assert a.status == 200, a.raw
+    sn, proof = a.doc["server_nonce"], a.doc["proof"]
+    return sn, hmac.compare_digest(proof, hmac_hex(token, "callrec-control-v2 server-proof", port, cn, sn))
+
+
+def signature(port: int, nonce: str, method: str, target: str, data: bytes, token: str = TOKEN) -> str:
+    mac = hmac_hex(token, "callrec-control-v2 request", port, nonce, method, target, sha(data))
+    return f"Callrec-HMAC {nonce} {mac}"
+
+
+def call(port: int, method: str, path: str, body: Any = None, *, token: str | None = TOKEN,
+         raw: bytes | None = None, content_type: str | None = "application/json",
+         headers: dict[str, str] | None = None, sign_data: bytes | None = None) -> Answer:
+    """One operation over real HTTP: the challenge, then the request signed with ``token``
+    (None: no Authorization header; ``headers`` may give one of its own). ``body`` is sent as
+    JSON, ``raw`` as given; ``sign_data`` signs other bytes than those sent."""
+    h = dict(headers or {})
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    nonce = None
+    if token is not None and "Authorization" not in h:
+        nonce, _ = challenge(port, token)
+        h["Authorization"] = signature(port, nonce, method, path, (data or b"") if sign_data is None else sign_data,
+                                       token)
+    if data is not None and content_type is not None:
+        h["Content-Type"] = content_type
+    answer = exchange(port, method, path, data, h)
     assert answer.headers["Content-Type"] == "application/json"
     json.loads(answer.raw)  # always JSON
+    given = answer.headers.get("Callrec-MAC")
+    if nonce is not None and given is not None:
+        answer.signed = hmac.compare_digest(
+            given, hmac_hex(token, "callrec-control-v2 response", port, nonce, answer.status, sha(answer.raw)))
     ANSWERS.append(answer)
     return answer
 
@@ -195,7 +237,7 @@ def snapshot(st: DeskStatus) -> tuple:
 
 def test_full_flow_is_recorded_with_control_api_as_source(rig: Rig) -> None:
     a = call(rig.port, "POST", "/v1/call/started", {"line": LINE, "caller": CALLER, "external_id": "cti-123"})
-    assert a.status == 201, a.doc
+    assert a.status == 201 and a.signed, a.doc
     call_id = a.doc["call_id"]
     assert a.doc["state"] == "recording" and a.doc["recording"] is True
     assert a.doc["line"] == {"number": LINE, "department": "Council Tax, Business Rate and Benefits"}
@@ -288,12 +330,23 @@ def refusals_while_idle(port: int) -> list[tuple[Answer, int, str]]:
 
     started = "/v1/call/started"
     good = {"line": LINE, "caller": CALLER}
-    # 401: no token, wrong token, wrong scheme, empty token
+    # 401: no signature, a bearer token, the wrong token, a wrong scheme, a malformed header,
+    # a nonce the server never issued, a nonce used twice
     expect(call(port, "POST", started, good, token=None), 401, "unauthorized")
+    expect(call(port, "POST", started, good, token=None, headers={"Authorization": f"Bearer {TOKEN}"}), 401,
+           "unauthorized")
     expect(call(port, "POST", started, good, token="wrong-token"), 401, "unauthorized")
     expect(call(port, "POST", started, good, token=TOKEN.upper()), 401, "unauthorized")
-    expect(call(port, "POST", started, good, token=None, headers={"Authorization": f"Basic {TOKEN}"}), 401, "unauthorized")
-    expect(call(port, "POST", started, good, token=None, headers={"Authorization": "Bearer"}), 401, "unauthorized")
+    expect(call(port, "POST", started, good, token=None, headers={"Authorization": f"Basic {TOKEN}"}), 401,
+           "unauthorized")
+    expect(call(port, "POST", started, good, token=None, headers={"Authorization": "Callrec-HMAC"}), 401,
+           "unauthorized")
+    forged = signature(port, secrets.token_hex(32), "POST", started, json.dumps(good).encode())
+    expect(call(port, "POST", started, good, token=None, headers={"Authorization": forged}), 401, "unauthorized")
+    nonce, _ = challenge(port)
+    used = signature(port, nonce, "GET", "/v1/status", b"")
+    assert call(port, "GET", "/v1/status", token=None, headers={"Authorization": used}).status == 200
+    expect(call(port, "GET", "/v1/status", token=None, headers={"Authorization": used}), 401, "unauthorized")
     expect(call(port, "GET", "/v1/nowhere", token=None), 401, "unauthorized")  # no probing without a token
     # 404, 405
     for path in ("/v1/nowhere", "/v2/status", "/", "/v1/status/", "/v1/call/started/x"):
@@ -332,6 +385,8 @@ def check(refusals: list[tuple[Answer, int, str]]) -> None:
         assert (answer.status, answer.code) == (status, code), answer.doc
         assert answer.message and isinstance(answer.message, str)
         assert set(answer.doc) == {"error"} and set(answer.doc["error"]) == {"code", "message"}
+        # Once the signature is verified, refusals are signed too; before that they cannot be.
+        assert answer.signed is (status not in (401, 413)), (status, code)
 
 
 def test_refusals_while_idle_change_nothing(rig: Rig) -> None:
@@ -346,9 +401,13 @@ def test_refusals_while_idle_change_nothing(rig: Rig) -> None:
 
 def test_refusal_headers_and_messages(rig: Rig) -> None:
     a = call(rig.port, "GET", "/v1/status", token=None)
-    assert a.status == 401 and a.headers["WWW-Authenticate"].startswith("Bearer")
+    assert a.status == 401 and a.headers["WWW-Authenticate"].startswith("Callrec-HMAC")
+    assert "POST /v1/challenge" in a.message and not a.signed
     a = call(rig.port, "GET", "/v1/status", token="nope")
-    assert a.status == 401 and a.headers["WWW-Authenticate"].startswith("Bearer")
+    assert a.status == 401 and a.headers["WWW-Authenticate"].startswith("Callrec-HMAC")
+    assert "wrong signature" in a.message and "Callrec-MAC" not in a.headers
+    a = call(rig.port, "GET", "/v1/status", token=None, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert a.status == 401 and "bearer tokens are no longer accepted" in a.message
     assert call(rig.port, "GET", "/v1/call/started").headers["Allow"] == "POST"
     assert call(rig.port, "POST", "/v1/status", {}).headers["Allow"] == "GET"
     a = call(rig.port, "POST", "/v1/call/started", {"line": "01443 999999"})
@@ -434,8 +493,10 @@ def test_localhost_and_an_empty_token() -> None:
 
 def test_port_in_use_is_a_clear_error(rig: Rig) -> None:
     other = ControlServer(rig.desk, TOKEN, port=rig.port)
-    with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{rig.port}"):
+    with pytest.raises(ControlBindError) as refused:
         other.start()
+    assert refused.value.strerror == f"the control API cannot listen on 127.0.0.1:{rig.port}: another program is using it"
+    assert "Errno" not in refused.value.strerror
 
 
 def test_token_rotation_takes_effect_at_once(rig: Rig) -> None:
