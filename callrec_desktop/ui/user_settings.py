@@ -6,8 +6,10 @@ only the keys the handler changed (merged into what the file already holds), che
 result with the same strict loader the app starts with, and replaces the file atomically, so
 a save can never leave a file that stops the app from starting.
 
-Keys set in the machine-wide file (IT's) or in a file read after the user's (``--config``,
-``CALLREC_CONFIG``) would override the user's value, so they are read-only in the dialog.
+Keys set in the machine-wide file (IT's, which wins over every other file) or in a file read
+after the user's (``--config``, ``CALLREC_CONFIG``) would override the user's value, so they are
+read-only in the dialog, which shows the value in force (IT's) and says in a tooltip which file
+set it. A save never writes such a key.
 
 Everything except the two geometry helpers is Qt-free and does I/O: call it on a worker
 thread, never on the GUI thread.
@@ -28,6 +30,7 @@ from typing import Any
 
 from callrec_desktop.config import Config, ConfigError, default_paths, load_config
 from callrec_desktop.durable import fsync_dir
+from callrec_desktop.private_files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +46,19 @@ FIELDS: dict[str, str] = {
     "identity.agent_id": "Handler id",
 }
 
+#: Keys the dialog shows but never edits: they change only in a settings file (IT's, usually).
+SHOWN_READ_ONLY: dict[str, str] = {
+    "triggers.dtmf_enabled": "Card key-tone detection",
+}
+
 SET_BY_IT = "set by IT"
 
 
 # ---- reading ----------------------------------------------------------------------------------
 
 def effective_values(config: Config) -> dict[str, Any]:
-    """The current value of every editable key, as the settings file would spell it."""
+    """The value in force (IT's where IT's file sets it) of every key the dialog shows, as the
+    settings file would spell it."""
     return {
         "audio.agent_device": config.audio.agent_device,
         "audio.caller_device": config.audio.caller_device,
@@ -58,16 +67,8 @@ def effective_values(config: Config) -> dict[str, Any]:
         "store.endpoint_url": config.store.endpoint_url,
         "triggers.payment_window_titles": list(config.triggers.payment_window_titles),
         "identity.agent_id": config.identity.agent_id,
+        "triggers.dtmf_enabled": config.triggers.dtmf_enabled,  # shown, never edited
     }
-
-
-def _flatten(doc: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for section, table in doc.items():
-        if isinstance(table, dict):
-            for key, value in table.items():
-                out[f"{section}.{key}"] = value
-    return out
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -78,28 +79,31 @@ def read_toml(path: Path) -> dict[str, Any]:
         return {}
 
 
-def locked_keys(config: Config, *, system_file: Path | None = None, user_file: Path | None = None) -> dict[str, str]:
-    """Dotted keys the handler cannot change, each with the reason (for a tooltip).
+def lock_reason(config: Config, key: str) -> str | None:
+    """Why the handler cannot change ``key`` (tooltip words naming the file), or None.
 
-    A key is locked when the machine-wide file sets it ("set by IT"), or when a file read
-    after the per-user one (``--config`` / ``CALLREC_CONFIG``) sets it.
+    From the loaded config's own record of which file each value came from: IT's machine-wide
+    file (which wins over every other file), or the ``--config`` / ``CALLREC_CONFIG`` file,
+    read after the per-user one. Any key, not only those the dialog edits.
     """
-    paths = default_paths()
-    system = (system_file or paths.system_file).resolve()
-    user = (user_file or paths.user_file).resolve()
-    sources = [p.resolve() for p in config.sources]
-    defaults = sources[0] if sources else None
+    origin = config.origins.get(key)
+    if origin is None:
+        return None
+    if config.set_by_it(key):
+        return f"Set by IT in {origin}; ask IT to change it"
+    if config.extra_file is not None and origin == config.extra_file:
+        return f"Set in {origin}, which is read after your own settings"
+    return None
+
+
+def locked_keys(config: Config) -> dict[str, str]:
+    """The keys the dialog shows (``FIELDS``, ``SHOWN_READ_ONLY``) that the handler cannot
+    change, each with the reason (for a tooltip); see ``lock_reason``."""
     locked: dict[str, str] = {}
-    for path in sources:
-        if path in (defaults, user):
-            continue
-        if path == system:
-            reason = f"Set by IT in {path}; ask IT to change it"
-        else:  # CALLREC_CONFIG / --config: always read after the per-user file
-            reason = f"Set in {path}, which is read after your own settings"
-        for key in _flatten(read_toml(path)):
-            if key in FIELDS:
-                locked.setdefault(key, reason)
+    for key in (*FIELDS, *SHOWN_READ_ONLY):
+        reason = lock_reason(config, key)
+        if reason is not None:
+            locked[key] = reason
     return locked
 
 
@@ -122,7 +126,7 @@ class SettingsSnapshot:
 
 def load_snapshot(config: Config, *, credentials=None, token_provider: Callable[[], str] | None = None,
                   focus_support: Callable[[], str | None] | None = None,
-                  list_devices: Callable[[], list[dict]] | None = None, system_file: Path | None = None,
+                  list_devices: Callable[[], list[dict]] | None = None,
                   user_file: Path | None = None) -> SettingsSnapshot:
     """Read files, the keyring, the control token and the device list. Worker thread only."""
     from callrec_desktop.credentials import CredentialsError, profile_for
@@ -164,7 +168,7 @@ def load_snapshot(config: Config, *, credentials=None, token_provider: Callable[
     return SettingsSnapshot(
         focus_unsupported=focus_unsupported,
         values=effective_values(config),
-        locked=locked_keys(config, system_file=system_file, user_file=user_file),
+        locked=locked_keys(config),
         user_file=user_file or paths.user_file,
         default_store_dir=paths.store_dir,
         devices=devices, devices_error=devices_error,
@@ -219,7 +223,7 @@ def toml_value(value: Any) -> str:
 
 def to_toml(doc: Mapping[str, Mapping[str, Any]]) -> str:
     lines = ["# callrec-desktop: your own settings, written by the Settings window.",
-             "# Keys here override the packaged defaults; IT's machine-wide file may override them.", ""]
+             "# Keys here override the packaged defaults; any key IT's machine-wide file sets wins over them.", ""]
     for section, table in doc.items():
         lines.append(f"[{section}]")
         lines.extend(f"{key} = {toml_value(value)}" for key, value in table.items())
@@ -236,7 +240,7 @@ def write_user_changes(path: Path, changes: Mapping[str, Any]) -> None:
     text = to_toml(doc)
     if tomllib.loads(text) != doc:
         raise ValueError("internal error: the settings file would not read back as written")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)  # 0700 whatever the umask; mkstemp makes the file 0600
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
