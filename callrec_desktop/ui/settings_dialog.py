@@ -4,7 +4,10 @@ the control API token, payment-trigger window titles, the handler's id.
 All I/O happens on worker threads started through ``DeskAdapter.run_task``: the snapshot the
 dialog shows is gathered before it opens (``user_settings.load_snapshot``), the device test,
 the connection test and the save each run as a job and report back on the GUI thread.
-Secrets typed here go to the OS keyring and are never shown back.
+Secrets typed here go to the OS keyring and are never shown back. A key IT's machine-wide file
+sets (it wins over every other file) shows IT's value, disabled, with a tooltip naming IT's
+file; the same for keys set by the ``--config`` file. Card key-tone detection is shown, never
+edited.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -331,6 +335,14 @@ class SettingsDialog(QDialog):
         form.addRow("Payment window titles", self.patterns)
         form.addRow("", _hint("One per line. When a window whose title matches one of these gains focus during a "
                               "call, recording pauses for payment. Regular expressions, not case-sensitive.", page))
+        # Never edited here: a handler must not be able to switch it off (it changes in a settings
+        # file). Shown so everyone can see it is on, and, via the tooltip, who set it.
+        self.dtmf_enabled = QCheckBox("Pause when card key tones (DTMF) are heard on the caller's line", page)
+        self.dtmf_enabled.setAccessibleName("Card key-tone detection")
+        self.dtmf_enabled.setChecked(bool(self.snapshot.values.get("triggers.dtmf_enabled", True)))
+        self.dtmf_enabled.setEnabled(False)
+        self.dtmf_enabled.setToolTip("Changed only in a settings file: [triggers] dtmf_enabled")
+        form.addRow("Card key tones", self.dtmf_enabled)
         unsupported = self.snapshot.focus_unsupported
         if unsupported:
             self.focus_unsupported = _hint(f"This trigger cannot work on this PC: {unsupported} "
@@ -341,17 +353,22 @@ class SettingsDialog(QDialog):
 
     # ---- locks --------------------------------------------------------------------------------
     def _fields_for(self, key: str) -> list[QWidget]:
+        """The widgets showing ``key`` (none for a key this dialog does not show)."""
         return {
             "audio.agent_device": [self.agent_device, self.test_button],
+            "audio.output_device": [],  # the Library's "Play on" list shows it, locked the same way
             "audio.caller_device": [self.caller_device],
             "store.url": [self.folder_radio, self.s3_radio, self.folder_path, self.browse_button, self.bucket,
                           self.prefix],
             "store.endpoint_url": [self.endpoint],
             "triggers.payment_window_titles": [self.patterns],
             "identity.agent_id": [self.agent_id],
-        }[key]
+            "triggers.dtmf_enabled": [self.dtmf_enabled],
+        }.get(key, [])
 
     def _apply_locks(self) -> None:
+        """Disable every widget of a locked key, its tooltip naming the file that set it (IT's
+        machine-wide file, or one read after the user's). GUI thread."""
         for key, reason in self.snapshot.locked.items():
             for widget in self._fields_for(key):
                 widget.setEnabled(False)

@@ -51,20 +51,21 @@ class PlaybackChoice:
 
     config: Config
     list_devices: Callable[[], list[dict]] = field(default_factory=lambda: output_devices)
+    # Unused: the Config records which file is IT's (``Config.it_file``); kept for existing callers.
     system_file: Path | None = None
     user_file: Path | None = None
 
     def load(self) -> PlaybackDevices:
-        from callrec_desktop.ui.user_settings import locked_keys
+        from callrec_desktop.ui.user_settings import lock_reason
 
-        current = self.config.audio.output_device
-        locked = locked_keys(self.config, system_file=self.system_file, user_file=self.user_file)
+        current = self.config.audio.output_device  # IT's value when IT's file sets it
+        locked = lock_reason(self.config, "audio.output_device")
         try:
             names = tuple(dict.fromkeys(str(d["name"]) for d in self.list_devices()))
             error = None if names else "No sound output found on this PC."
         except Exception as exc:  # PortAudio missing or broken: say so beside the list
             names, error = (), f"Cannot list sound outputs: {exc}"
-        return PlaybackDevices(names, current, locked.get("audio.output_device"), error)
+        return PlaybackDevices(names, current, locked, error)
 
     def save(self, device: str) -> Path:
         """Write ``device`` (a name, or ``DEFAULT_OUTPUT``) to the user's file; its path."""

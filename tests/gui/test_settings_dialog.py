@@ -63,8 +63,7 @@ class Env:
 
     def dialog(self) -> SettingsDialog:
         snapshot = load_snapshot(self.config, credentials=self.credentials, token_provider=self.services.token_provider,
-                                 list_devices=self.services.list_devices, system_file=self.system_file,
-                                 user_file=self.user_file)
+                                 list_devices=self.services.list_devices, user_file=self.user_file)
         d = SettingsDialog(snapshot, self.config, self.adapter, self.services)
         self.qtbot.addWidget(d)
         self.dialogs.append(d)
@@ -130,13 +129,12 @@ def test_keys_set_by_it_are_read_only_with_a_tooltip(env):
         assert "set by it" in widget.toolTip().lower() and str(e.system_file) in widget.toolTip()
     assert d.agent_device.currentData() == "Jabra"  # IT's value, shown
     assert d.agent_id.isEnabled() and d.caller_device.isEnabled()
-    assert set(locked_keys(e.config, system_file=e.system_file, user_file=e.user_file)) >= {
-        "audio.agent_device", "triggers.payment_window_titles"}
+    assert set(locked_keys(e.config)) >= {"audio.agent_device", "triggers.payment_window_titles"}
 
 
 def test_the_config_file_named_on_the_command_line_also_locks_its_keys(tmp_path, qtbot):
     config = make_config(tmp_path, store=tmp_path)
-    locked = locked_keys(config, system_file=tmp_path / "none.toml", user_file=tmp_path / "none-user.toml")
+    locked = locked_keys(config)
     assert "identity.agent_id" in locked and "store.url" in locked and "read after your own settings" in locked["store.url"]
 
 
@@ -292,10 +290,94 @@ def test_the_payment_tab_says_when_the_window_title_trigger_cannot_work_here(env
     e = env()
     d = e.dialog()
     assert not hasattr(d, "focus_unsupported")  # supported (or not checked): no warning
-    snapshot = replace(load_snapshot(e.config, focus_support=lambda: focus_support(env={}),
-                                     system_file=e.system_file, user_file=e.user_file))
+    snapshot = replace(load_snapshot(e.config, focus_support=lambda: focus_support(env={}), user_file=e.user_file))
     d2 = SettingsDialog(snapshot, e.config, e.adapter, e.services)
     e.qtbot.addWidget(d2)
     e.dialogs.append(d2)
     assert message in d2.focus_unsupported.text()
     assert "Card-tone detection and the control API still pause recording" in d2.focus_unsupported.text()
+
+
+IT_EVERYTHING = '''[audio]
+agent_device = "Jabra Evolve2 40"
+caller_device = "Softphone mix"
+output_device = "Speakers"
+[store]
+url = "s3://council-calls/centre"
+endpoint_url = "https://s3.council.local"
+[triggers]
+payment_window_titles = ["card payment"]
+dtmf_enabled = true
+[identity]
+agent_id = "it-agent"
+'''
+HANDLER_OWN = '''[audio]
+agent_device = "Mine"
+output_device = "My speakers"
+[triggers]
+payment_window_titles = ["nothing matches this"]
+dtmf_enabled = false
+[identity]
+agent_id = "me"
+'''
+
+
+def test_every_key_it_sets_shows_its_value_read_only_over_the_users_file_and_the_config_file(env):
+    """IT's file sets every key the dialog shows; the handler's file and the --config file
+    (CALLREC_CONFIG, which sets the store and the handler id) set them otherwise. The dialog
+    shows IT's values, each widget disabled with a tooltip naming IT's file, and a save can
+    write none of them."""
+    from callrec_desktop.ui.settings_services import PlaybackChoice
+    from callrec_desktop.ui.user_settings import FIELDS, SHOWN_READ_ONLY
+
+    e = env(it_file=IT_EVERYTHING, user_file_text=HANDLER_OWN)
+    assert e.config.extra_file is not None  # the test settings: CALLREC_CONFIG, read after the user's file
+    d = e.dialog()
+    it_tip = f"Set by IT in {e.system_file}; ask IT to change it"
+    assert d.snapshot.locked == {key: it_tip for key in (*FIELDS, *SHOWN_READ_ONLY)}
+    assert d.locked_note.isVisible()
+    assert d.agent_device.currentData() == "Jabra Evolve2 40" and d.caller_device.currentData() == "Softphone mix"
+    assert d.s3_radio.isChecked() and (d.bucket.text(), d.prefix.text()) == ("council-calls", "centre")
+    assert d.endpoint.text() == "https://s3.council.local"
+    assert d.patterns.toPlainText() == "card payment"
+    assert d.agent_id.text() == "it-agent"
+    assert d.dtmf_enabled.isChecked()  # the handler's dtmf_enabled = false is not in force
+    shown = (d.agent_device, d.test_button, d.caller_device, d.folder_radio, d.s3_radio, d.folder_path,
+             d.browse_button, d.bucket, d.prefix, d.endpoint, d.patterns, d.agent_id, d.dtmf_enabled)
+    for widget in shown:
+        assert not widget.isEnabled(), widget.accessibleName() or widget
+        assert widget.toolTip() == it_tip, widget.accessibleName() or widget
+    d.folder_radio.setChecked(True)  # switching the store kind (by code: the radios are disabled) ...
+    assert not d.folder_path.isEnabled() and not d.browse_button.isEnabled()  # ... re-enables nothing locked
+    d.s3_radio.setChecked(True)
+    assert not d.endpoint.isEnabled() and not d.bucket.isEnabled()
+    d.agent_id.setText("changed by code")
+    d.patterns.setPlainText("")
+    assert d.changes() == {}  # a locked key is never written
+    d.save_button.click()
+    e.qtbot.waitUntil(lambda: not d.isVisible(), timeout=5000)
+    assert tomllib.loads(e.user_file.read_text()) == tomllib.loads(HANDLER_OWN)  # untouched
+    # the Library's playback device, locked the same way
+    devices = PlaybackChoice(e.config, list_devices=lambda: [{"name": "Speakers"}]).load()
+    assert (devices.current, devices.locked) == ("Speakers", it_tip)
+
+
+def test_a_key_the_config_file_sets_is_locked_as_read_after_yours_unless_it_sets_it_too(env):
+    e = env(it_file='[identity]\nagent_id = "it-agent"\n')
+    d = e.dialog()
+    assert d.agent_id.text() == "it-agent" and not d.agent_id.isEnabled()
+    assert d.agent_id.toolTip() == f"Set by IT in {e.system_file}; ask IT to change it"
+    assert not d.folder_path.isEnabled()  # the test settings (CALLREC_CONFIG) set store.url
+    assert d.folder_path.toolTip() == f"Set in {e.config.extra_file}, which is read after your own settings"
+    assert d.agent_device.isEnabled() and d.agent_device.toolTip() == ""  # set by nobody but the defaults
+    assert not d.dtmf_enabled.isEnabled()  # never edited here, whoever set it
+    assert "dtmf_enabled" in d.dtmf_enabled.toolTip() and d.dtmf_enabled.isChecked()
+
+
+def test_the_dialog_shows_the_key_tone_trigger_off_when_no_it_file_keeps_it_on(env):
+    """Without IT's file a handler's own file can switch it off: the dialog then says so plainly
+    (read-only), rather than hiding it."""
+    e = env(user_file_text="[triggers]\ndtmf_enabled = false\n")
+    d = e.dialog()
+    assert not d.dtmf_enabled.isChecked() and not d.dtmf_enabled.isEnabled()
+    assert "triggers.dtmf_enabled" not in d.snapshot.locked
