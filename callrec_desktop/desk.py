@@ -5,10 +5,20 @@ It owns a long-running capture (the recorder thread reads the device all shift; 
 keeps only frames inside a call), the upload worker, and the fault list the window shows as
 banners. Every operation can be called from any thread; it validates, stamps the event at
 the current capture frame and returns at once (no I/O on the caller's thread).
+
+One truth for the call state: the desk keeps no call state of its own. Whatever the status
+says about the call (recording, paused for payment, ended and why) is copied from a
+``RecorderStatus`` snapshot, the timeline the gate applies, taken in one piece under the
+recorder's lock; snapshots carry a revision and an older one never replaces a newer one,
+whichever thread delivers it last. So the window can never say "Paused" while frames are
+kept, nor "Recording" while they are dropped, however a "payment ended" from the control API
+interleaves with the agent's "Take payment". Faults, upload health, notices and
+``capturing`` are the desk's own, each changed in one step under the desk's lock.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -20,8 +30,10 @@ import numpy as np
 
 from callrec_desktop.audio.sources import AudioBlock, AudioSource, AudioSourceError, NoInputDeviceError
 from callrec_desktop.config import Lines, UnknownLineError
-from callrec_desktop.core.timeline import CallState, EventSource, IllegalTransitionError, PaymentInProgressError
-from callrec_desktop.recorder import Identity, Recorder, RecorderEvent, RecordingSettings
+from callrec_desktop.core.timeline import (
+    CallState, EndReason, EventSource, IllegalTransitionError, PaymentInProgressError,
+)
+from callrec_desktop.recorder import Identity, Recorder, RecorderEvent, RecorderStatus, RecordingSettings
 from callrec_desktop.spool import Spool
 from callrec_desktop.status import (  # noqa: F401 - re-exported: the desk's own vocabulary
     DeskError, DeskStatus, Fault, NotAllowed, NotCapturing, PaymentInProgress, UnknownDepartment, UnknownLine,
@@ -34,6 +46,10 @@ log = logging.getLogger(__name__)
 
 DeskListener = Callable[[DeskStatus], None]
 SourceFactory = Callable[[], AudioSource]
+
+# The DeskStatus fields that describe the call: written only from a RecorderStatus (``_sync``).
+CALL_FIELDS = frozenset({"state", "call_id", "line_number", "department", "caller", "call_started",
+                         "payment_started", "payment_source", "last_end_reason", "transferred_to"})
 
 
 class Desk:
@@ -56,17 +72,28 @@ class Desk:
         self._source_factory = source_factory
         # Replaced (never mutated) when one is added, so the recorder thread can iterate it freely.
         self._extra_observers: tuple[Callable[[AudioBlock], None], ...] = tuple(block_observers or ())
-        self._lock = threading.Lock()  # guards _status and _recorder
+        # Guards _status, _recorder, _mirrored, _mirrored_revision and _payment_key. Never held
+        # while calling the recorder (its listeners call back in) nor while calling listeners.
+        self._lock = threading.Lock()
         self._status = DeskStatus()
-        self._recorder: Recorder | None = None
+        self._recorder: Recorder | None = None  # the one capturing now, if any
+        # The recorder whose call state the status shows: the latest one started. It stays
+        # after its capture failed (its call ended as interrupted) until another one starts.
+        self._mirrored: Recorder | None = None
+        self._mirrored_revision = -1  # the newest of its snapshots applied
+        self._payment_key: tuple[str, int | None] | None = None  # (call, pause frame) the payment timer is for
         self._listeners: list[DeskListener] = []
+        # Listeners are called one thread at a time, each time with the newest status, so the
+        # last call any listener gets always carries the latest state (see ``_notify``).
+        self._notify_lock = threading.RLock()
         # Level meters: newest (agent, caller) RMS in dBFS; stale values are dropped.
         self.levels: queue.Queue[tuple[float, float | None]] = queue.Queue(maxsize=1)
         self._calls_ended_by_failure: set[str] = set()
 
     # ---- lifecycle (composition root) -----------------------------------------------------
     def add_listener(self, listener: DeskListener) -> None:
-        """Called with a new status on whichever thread changed it; must return quickly."""
+        """Called with the newest status on whichever thread changed it; must return quickly
+        and must not wait for another thread that may be changing the desk."""
         self._listeners.append(listener)
 
     def add_block_observer(self, observer: Callable[[AudioBlock], None]) -> None:
@@ -95,32 +122,47 @@ class Desk:
             source = self._source_factory()
             recorder = Recorder(
                 source, self._spool, self._settings, self._identity,
-                listeners=[self._on_recorder_event],
                 block_observers=[self._measure_levels, self._observe_extra],
             )
         except (AudioSourceError, ValueError) as exc:
             self._set_fault(Fault.NO_DEVICE, str(exc))
             return False
+        # Bound to its recorder: a late event from a replaced recorder is recognised as such.
+        recorder.add_listener(functools.partial(self._on_recorder_event, recorder))
         with self._lock:
             self._recorder = recorder
-        recorder.start()
-        self._update(capturing=True)
+            self._mirrored = recorder
+            self._mirrored_revision = -1
+            # Before start(): a source that fails at once sets capturing False after this.
+            self._status = replace(self._status, capturing=True)
         self._clear_fault(Fault.NO_DEVICE)
         self._clear_fault(Fault.DEVICE_LOST)
+        recorder.start()
+        self._notify()
         return True
 
-    def shutdown(self, timeout: float = 10.0, upload_timeout: float = 5.0) -> bool:
-        """End capture (an open call ends as interrupted), flush, stop the uploader after a
-        last pass of at most ``upload_timeout`` seconds. True if nothing is left to upload;
-        anything left stays in the spool and uploads at the next start."""
+    def shutdown(self, timeout: float = 10.0, upload_timeout: float = 5.0, *,
+                 end_reason: EndReason = EndReason.SHUTDOWN) -> bool:
+        """End capture, seal and finish any open call with ``end_reason`` (default
+        ``shutdown``: the program is being closed; its manifest is final), stop the uploader
+        after a last pass of at most ``upload_timeout`` seconds. Waits at most ``timeout``
+        seconds for the recorder and uploader threads together, then ``upload_timeout`` for the
+        pass. True if nothing is left to upload; anything left stays in the spool and uploads
+        at the next start. Any thread but the recorder's (the GUI thread at exit)."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             recorder, self._recorder = self._recorder, None
         if recorder is not None:
-            recorder.stop()
+            recorder.stop(end_open_call_as=end_reason)
             recorder.join(timeout)
-        return self._uploader.finish(timeout, upload_timeout)
+            if recorder.is_alive():
+                log.error("the recorder did not finish within %.1f s; the spool recovers its call at the next start",
+                          timeout)
+            self._sync(recorder, capturing=False)
+        return self._uploader.finish(max(0.1, deadline - time.monotonic()), upload_timeout)
 
     def status(self) -> DeskStatus:
+        """The newest snapshot. Any thread; no I/O."""
         with self._lock:
             return self._status
 
@@ -146,45 +188,31 @@ class Desk:
             line = self.lines.find(line_key)
         except UnknownLineError as exc:
             raise UnknownLine(str(exc)) from None
-        recorder = self._need_recorder()
-        try:
-            call_id = recorder.start_call(line.number or line.id, line.department, caller=caller,
-                                          external_id=external_id, source=source, at_frame=at_frame)
-        except IllegalTransitionError as exc:
-            raise NotAllowed(str(exc)) from None
-        self._update(state=CallState.RECORDING, call_id=call_id, line_number=line.number or line.id,
-                     department=line.department, caller=caller, call_started=time.monotonic(),
-                     payment_started=None, payment_source=None, last_end_reason=None, transferred_to=None,
-                     notice=None)
-        return call_id
+        call_ids: list[str] = []
+        self._do(lambda r: call_ids.append(
+            r.start_call(line.number or line.id, line.department, caller=caller, external_id=external_id,
+                         source=source, at_frame=at_frame)), notice=None)
+        return call_ids[0]
 
     def take_payment(self, *, source: EventSource = EventSource.AGENT, at_frame: int | None = None,
                      notice: str | None = None) -> None:
-        self._do(lambda r: r.start_payment(source=source, at_frame=at_frame))
-        self._update(state=CallState.PAUSED, payment_started=time.monotonic(), payment_source=source.value,
-                     notice=notice)
+        self._do(lambda r: r.start_payment(source=source, at_frame=at_frame), notice=notice)
 
     def payment_finished(self, *, source: EventSource = EventSource.AGENT) -> None:
-        self._do(lambda r: r.end_payment(source=source))
-        self._update(state=CallState.RECORDING, payment_started=None, payment_source=None, notice=None)
+        self._do(lambda r: r.end_payment(source=source), notice=None)
 
     def resume(self, *, source: EventSource = EventSource.AGENT) -> None:
         """Generic resume: refused while a payment is in progress (the pause is enforced)."""
-        self._do(lambda r: r.resume(source=source))
-        self._update(state=CallState.RECORDING, notice=None)
+        self._do(lambda r: r.resume(source=source), notice=None)
 
     def transfer(self, department: str, *, source: EventSource = EventSource.AGENT,
                  at_frame: int | None = None) -> None:
         if department not in self.lines.transfer_departments:
             raise UnknownDepartment(f"unknown department {department!r}; known: {', '.join(self.lines.transfer_departments)}")
-        self._do(lambda r: r.transfer(department, source=source, at_frame=at_frame))
-        self._update(state=CallState.ENDED, payment_started=None, payment_source=None,
-                     last_end_reason="transferred", transferred_to=department, notice=None)
+        self._do(lambda r: r.transfer(department, source=source, at_frame=at_frame), notice=None)
 
     def end_call(self, *, source: EventSource = EventSource.AGENT, at_frame: int | None = None) -> None:
-        self._do(lambda r: r.end_call(source=source, at_frame=at_frame))
-        self._update(state=CallState.ENDED, payment_started=None, payment_source=None,
-                     last_end_reason="hangup", transferred_to=None, notice=None)
+        self._do(lambda r: r.end_call(source=source, at_frame=at_frame), notice=None)
 
     def report_fault(self, fault: Fault, message: str) -> None:
         """Show ``fault`` (a banner that stays) with ``message``; for the app's integrations. Any thread."""
@@ -208,7 +236,9 @@ class Desk:
             raise NotCapturing(f"cannot record: {reason}")
         return r
 
-    def _do(self, op: Callable[[Recorder], None]) -> None:
+    def _do(self, op: Callable[[Recorder], None], **extra) -> None:
+        """Apply ``op`` to the recorder (which changes the timeline under its own lock), then
+        show the recorder's state with ``extra`` (non-call fields). Caller's thread."""
         recorder = self._need_recorder()
         try:
             op(recorder)
@@ -216,32 +246,90 @@ class Desk:
             raise PaymentInProgress(str(exc)) from None
         except IllegalTransitionError as exc:
             raise NotAllowed(str(exc)) from None
+        # The recorder's state_changed listener has already synced; this covers a listener
+        # that failed, and applies ``extra``. A state newer than ours is never undone here.
+        self._sync(recorder, **extra)
+
+    def _sync(self, recorder: Recorder, **extra) -> None:
+        """Show ``recorder``'s call state (if it is the mirrored recorder and its snapshot is
+        newer than the one shown) together with ``extra``, then tell the listeners. Any thread;
+        the snapshot is taken before the desk's lock (the recorder's lock is never held
+        together with it)."""
+        snap = recorder.status()
+        with self._lock:
+            changes = {}
+            if recorder is self._mirrored and snap.revision > self._mirrored_revision:
+                self._mirrored_revision = snap.revision
+                changes = self._call_fields(snap)
+            changes.update(extra)
+            if changes:
+                self._status = replace(self._status, **changes)
+        self._notify()
+
+    def _call_fields(self, snap: RecorderStatus) -> dict:
+        """The DeskStatus call fields for ``snap``. Caller holds ``_lock``."""
+        if snap.call is None:
+            return {}  # a recorder that has had no call yet: keep showing the last call
+        old = self._status
+        now = time.monotonic()
+        same_call = snap.call_id == old.call_id
+        payment_key = (snap.call_id, snap.pause_started_frame) if snap.payment_in_progress else None
+        if payment_key is None:
+            payment_started = None
+        elif payment_key == self._payment_key and old.payment_started is not None:
+            payment_started = old.payment_started  # the same payment: its timer runs on
+        else:
+            payment_started = now
+        self._payment_key = payment_key
+        ended = snap.state is CallState.ENDED
+        return dict(
+            state=snap.state, call_id=snap.call_id, line_number=snap.call.line_number,
+            department=snap.call.department, caller=snap.call.caller,
+            call_started=old.call_started if same_call and old.call_started is not None else now,
+            payment_started=payment_started, payment_source=snap.payment_source,
+            last_end_reason=snap.end_reason if ended else None,
+            transferred_to=snap.transferred_to if ended else None,
+        )
 
     def _update(self, **changes) -> None:
+        """Change the desk's own fields (never the call state: that comes from the recorder)."""
+        wrong = CALL_FIELDS.intersection(changes)
+        if wrong:
+            raise ValueError(f"the call state comes from the recorder, not _update: {sorted(wrong)}")
         with self._lock:
             self._status = replace(self._status, **changes)
-            status = self._status
-        for listener in self._listeners:
-            try:
-                listener(status)
-            except Exception:
-                log.exception("desk listener failed")
+        self._notify()
+
+    def _notify(self) -> None:
+        """Call every listener with the newest status. Serialised, and the status is read
+        inside, so whichever thread notifies last hands out the latest state (a notice from a
+        slower thread can never deliver an older status after a newer one)."""
+        with self._notify_lock:
+            status = self.status()
+            for listener in list(self._listeners):
+                try:
+                    listener(status)
+                except Exception:
+                    log.exception("desk listener failed")
 
     def _set_fault(self, fault: Fault, message: str) -> None:
+        """Show ``fault`` with ``message``. Read, change and write in one step under the lock,
+        so faults set or cleared at once on several threads are never lost. Any thread."""
         with self._lock:
             if self._status.faults.get(fault) == message:
                 return
-            faults = dict(self._status.faults)
-        faults[fault] = message
-        self._update(faults=faults)
+            self._status = replace(self._status, faults={**self._status.faults, fault: message})
+        self._notify()
 
     def _clear_fault(self, fault: Fault) -> None:
+        """Stop showing ``fault`` (one step under the lock, as ``_set_fault``). Any thread."""
         with self._lock:
             if fault not in self._status.faults:
                 return
             faults = dict(self._status.faults)
-        faults.pop(fault)
-        self._update(faults=faults)
+            del faults[fault]
+            self._status = replace(self._status, faults=faults)
+        self._notify()
 
     def _measure_levels(self, block: AudioBlock) -> None:
         """Runs on the recorder thread for every block: RMS per channel into a size-1 queue."""
@@ -258,30 +346,36 @@ class Desk:
         except queue.Full:
             pass
 
-    def _on_recorder_event(self, event: RecorderEvent) -> None:
-        """Recorder thread. Turns recorder events into faults and state."""
-        if event.kind == "chunk_sealed" or event.kind == "manifest_written":
+    def _on_recorder_event(self, recorder: Recorder, event: RecorderEvent) -> None:
+        """``recorder``'s listener: on the recorder thread, or on the thread of a call event
+        (``state_changed``). Turns recorder events into faults, and shows its state."""
+        kind = event.kind
+        if kind == "chunk_sealed" or kind == "manifest_written":
             self._uploader.wake()
-        if event.kind == "chunk_sealed":
+        if kind == "chunk_sealed":
             # Audio reached the disk again. Not on manifest_written: a failed call's final
             # manifest is still written after the failure and must not clear its banner.
             self._clear_fault(Fault.DISK_FULL)
             self._clear_fault(Fault.RECORDING_FAILED)
-        elif event.kind == "error":
+        elif kind == "error":
             text = str(event.detail)
             fault = Fault.DISK_FULL if ("No space" in text or "disk full" in text.lower()) else Fault.RECORDING_FAILED
             self._set_fault(fault, f"Recording stopped: {text}. The call is NOT being recorded.")
-            self._update(state=CallState.ENDED, payment_started=None, last_end_reason="error")
-        elif event.kind == "source_failed":
+            self._sync(recorder)  # the recorder ended the call as "error" before telling us
+        elif kind == "source_failed":
             with self._lock:
-                self._recorder = None
+                if self._recorder is recorder:
+                    self._recorder = None
+                mirrored = self._mirrored is recorder
+            if not mirrored:
+                return  # a recorder already replaced: nothing it says is shown any more
             if isinstance(event.detail, NoInputDeviceError):  # never opened: no device, not a lost one
                 self._set_fault(Fault.NO_DEVICE, str(event.detail))
             else:
                 self._set_fault(Fault.DEVICE_LOST, f"Audio device lost: {event.detail}. The call is NOT being recorded.")
-            st = self._status
-            if st.state in (CallState.RECORDING, CallState.PAUSED):
-                self._update(state=CallState.ENDED, payment_started=None, last_end_reason="interrupted")
-            self._update(capturing=False)
-        elif event.kind == "late_event":
+            # The recorder ended the open call as "interrupted" before telling us.
+            self._sync(recorder, capturing=False)
+        elif kind == "late_event":
             self._update(notice=f"A pause arrived late; {event.detail}")
+        elif kind in ("state_changed", "call_finished"):
+            self._sync(recorder)

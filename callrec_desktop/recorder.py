@@ -69,13 +69,30 @@ class RecorderEvent:
 
 @dataclass(frozen=True)
 class RecorderStatus:
+    """The call state as the gate applies it from the latest event on, taken in one piece under
+    the recorder's lock: whatever shows the call state (the desk, the window) derives it from
+    this, so it can never say "Paused" while frames are kept or "Recording" while they are
+    dropped.
+
+    ``revision`` counts the timeline's changes (every event, every end the recorder itself
+    applies); a snapshot with a higher revision is newer. Listeners are told on whichever
+    thread made the change and outside the lock, so two threads' notices can arrive in either
+    order: compare revisions, never trust arrival order."""
+
     state: CallState
     call_id: str | None
-    line_number: str | None
+    line_number: str | None  # None once the call has ended (``call`` still says)
     department: str | None
     payment_in_progress: bool
     frames_captured: int
     overflows: int
+    revision: int = 0
+    call: CallInfo | None = None  # the current call, or the last one after it ended
+    payment_source: str | None = None  # who started the payment pause in progress
+    pause_started_frame: int | None = None  # capture frame of the open pause, if any
+    end_reason: str | None = None  # how the current call ended, once it has
+    end_source: str | None = None
+    transferred_to: str | None = None
 
 
 @dataclass
@@ -123,9 +140,14 @@ class Recorder:
         self._block_observers = list(block_observers)
         self._clock = clock
         self._rate = settings.codec.sample_rate
-        self._lock = threading.Lock()  # guards _timeline and _gated_to; held briefly, never during I/O
+        # Guards _timeline, _gated_to and _revision; held briefly, never during I/O, and no
+        # listener is ever called while it is held (a listener may ask for ``status()``).
+        self._lock = threading.Lock()
         self._timeline = CallTimeline()
         self._gated_to = 0
+        self._revision = 0  # +1 on every change of the timeline (see RecorderStatus)
+        self._pushed_to = 0  # end of the newest block handed to the look-behind (recorder thread)
+        self._stop_reason: EndReason | None = None
         self._t0 = clock()
         self._lookbehind = LookBehindBuffer(settings.lookbehind_frames)
         self._active: _ActiveCall | None = None
@@ -152,9 +174,11 @@ class Recorder:
     ) -> str:
         """Start recording a call on a line. Returns the new call's id."""
         with self._lock:
-            frame = self._stamp(at_frame, "call_started")
+            frame, late = self._stamp(at_frame, "call_started")
             call_id = new_call_id(self._wall(frame))
             self._timeline.start_call(frame, CallInfo(call_id, line_number, department, caller, external_id))
+            self._revision += 1
+        self._emit_late(late)
         self._emit(RecorderEvent("state_changed", call_id, CallState.RECORDING))
         return call_id
 
@@ -178,9 +202,11 @@ class Recorder:
         self._event("call_ended", lambda f: self._timeline.end_call(f, source, reason), at_frame)
 
     def status(self) -> RecorderStatus:
+        """One consistent snapshot (see ``RecorderStatus``). Any thread; never blocks for long."""
         with self._lock:
             s = self._timeline.current
             live = s is not None and s.state is not CallState.ENDED
+            pause = s.open_pause if live else None
             return RecorderStatus(
                 state=s.state if s is not None else CallState.IDLE,
                 call_id=s.call_id if s is not None else None,
@@ -189,6 +215,13 @@ class Recorder:
                 payment_in_progress=bool(s and s.payment_in_progress),
                 frames_captured=self._source.frames_captured,
                 overflows=self._source.overflows,
+                revision=self._revision,
+                call=s.info if s is not None else None,
+                payment_source=pause.source.value if pause is not None and s.payment_in_progress else None,
+                pause_started_frame=pause.start_frame if pause is not None else None,
+                end_reason=s.end_reason.value if s is not None and s.end_reason is not None else None,
+                end_source=s.end_source.value if s is not None and s.end_source is not None else None,
+                transferred_to=s.transferred_to if s is not None else None,
             )
 
     # ---- the recorder thread --------------------------------------------------------------
@@ -197,14 +230,22 @@ class Recorder:
         self._thread = threading.Thread(target=self.run, name="callrec-recorder", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Ask the recorder thread to finish: it drains the look-behind buffer and ends any open
-        call as interrupted."""
+    def stop(self, end_open_call_as: EndReason | None = None) -> None:
+        """Ask the recorder thread to finish: it drains the look-behind buffer, seals the last
+        chunk and ends any open call with ``end_open_call_as`` (default: ``run``'s choice,
+        interrupted), writing its final manifest. Any thread; returns at once (``join`` waits).
+
+        The desk passes ``EndReason.SHUTDOWN`` when the program is closed during a call."""
+        self._stop_reason = end_open_call_as  # read by the recorder thread once _stop is seen
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        """True while the recorder thread runs (e.g. still finishing after ``join`` timed out)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def run(self, *, end_open_call_as: EndReason | None = None) -> _Finished:
         """Capture until the source ends or ``stop()``; then finish every call.
@@ -223,15 +264,21 @@ class Recorder:
                     continue
                 for observe in self._block_observers:
                     observe(block)
+                self._pushed_to = block.start_frame + len(block.data)
                 for ready in self._lookbehind.push(block):
                     self._gate(ready)
         except AudioSourceError as exc:
             # The device vanished (or never opened): keep what was captured, end the call as
             # interrupted, and say so. The caller decides whether to start capturing again.
+            # The call ends in the timeline before anyone is told, so whoever reads the state
+            # on the notice already sees it ended (never "Recording" with no capture).
             source_failed = True
             message = f"audio capture stopped: {exc}"
             log.error(message)
             self.results.errors.append(message)
+            call_id = self._end_open_call(EndReason.INTERRUPTED)
+            if call_id is not None:
+                self._emit(RecorderEvent("state_changed", call_id, CallState.ENDED))
             self._emit(RecorderEvent("source_failed", None, exc))
         finally:
             self._source.stop()
@@ -240,13 +287,26 @@ class Recorder:
             if source_failed:
                 reason = EndReason.INTERRUPTED
             else:
-                reason = end_open_call_as or (EndReason.INTERRUPTED if self._stop.is_set() else EndReason.HANGUP)
-            with self._lock:
-                s = self._timeline.current
-                if s is not None and s.state is not CallState.ENDED:
-                    self._timeline.end_call(max(self._gated_to, self._timeline.last_event_frame), EventSource.SYSTEM, reason)
+                stopped = self._stop.is_set()
+                reason = ((self._stop_reason if stopped else None) or end_open_call_as
+                          or (EndReason.INTERRUPTED if stopped else EndReason.HANGUP))
+            call_id = self._end_open_call(reason)
+            if call_id is not None:
+                self._emit(RecorderEvent("state_changed", call_id, CallState.ENDED))
             self._finish_ended_calls(final=True)
         return self.results
+
+    def _end_open_call(self, reason: EndReason) -> str | None:
+        """End the open call, if any, after the last frame captured so far (everything handed
+        to the look-behind is kept up to there). Recorder thread. The call's id, or None."""
+        with self._lock:
+            s = self._timeline.current
+            if s is None or s.state is CallState.ENDED:
+                return None
+            frame = max(self._pushed_to, self._gated_to, self._timeline.last_event_frame)
+            self._timeline.end_call(frame, EventSource.SYSTEM, reason)
+            self._revision += 1
+            return s.call_id
 
     # ---- internals -------------------------------------------------------------------------
     BATCH_SECONDS = 0.25
@@ -292,25 +352,33 @@ class Recorder:
 
     def _event(self, name: str, apply: Callable[[int], None], at_frame: int | None) -> None:
         with self._lock:
-            frame = self._stamp(at_frame, name)
-            apply(frame)
+            frame, late = self._stamp(at_frame, name)
+            apply(frame)  # raises (nothing changed) if the timeline refuses the event
+            self._revision += 1
             s = self._timeline.current
             state = s.state if s else CallState.IDLE
             call_id = s.call_id if s else None
+        self._emit_late(late)
         self._emit(RecorderEvent("state_changed", call_id, state))
 
-    def _stamp(self, at_frame: int | None, name: str) -> int:
-        """The frame an event takes effect at: as asked, but never before frames already gated."""
+    def _stamp(self, at_frame: int | None, name: str) -> tuple[int, RecorderEvent | None]:
+        """The frame an event takes effect at: as asked, but never before frames already gated.
+        Called under the lock; the ``late_event`` to emit (once the lock is released), if any."""
         wanted = self._source.frames_captured if at_frame is None else at_frame
         # Never before frames already gated, nor before the previous event (a detector's
         # stamp can fall just before a "payment finished" the agent pressed a moment ago).
         frame = max(wanted, self._gated_to, self._timeline.last_event_frame)
+        late = None
         if wanted < self._gated_to:
             # Only possible if a signal arrives later than the look-behind window: say so loudly.
-            late = self._gated_to - wanted
-            log.error("%s arrived %d frames (%.2f s) too late to be applied where stamped", name, late, late / self._rate)
-            self._emit(RecorderEvent("late_event", None, {"event": name, "late_frames": late}))
-        return frame
+            n = self._gated_to - wanted
+            log.error("%s arrived %d frames (%.2f s) too late to be applied where stamped", name, n, n / self._rate)
+            late = RecorderEvent("late_event", None, {"event": name, "late_frames": n})
+        return frame, late
+
+    def _emit_late(self, late: RecorderEvent | None) -> None:
+        if late is not None:
+            self._emit(late)
 
     def _wall(self, frame: int) -> datetime:
         return self._t0 + timedelta(seconds=frame / self._rate)
@@ -430,6 +498,7 @@ class Recorder:
             s = self._timeline.calls.get(call_id) if call_id else None
             if s is not None and s.state is not CallState.ENDED:
                 self._timeline.end_call(max(self._gated_to, self._timeline.last_event_frame), EventSource.SYSTEM, EndReason.ERROR)
+                self._revision += 1
         if session is not None:
             self._done.add(session.call_id)
         self._emit(RecorderEvent("error", call_id, message))

@@ -219,3 +219,123 @@ def test_a_pause_stamped_ahead_of_the_gate_is_left_out_of_provisional_manifests(
     [pause] = m.pauses
     assert (pause.offset_frames, pause.duration_frames) == (3 * RATE, 2 * RATE)
     assert not decoded(p, m)[3 * RATE :].any()
+
+
+# ---- the recorder's status: one snapshot that whoever shows the call state derives from ----------
+
+def test_status_is_one_snapshot_with_a_revision_that_counts_every_change_and_only_changes(tmp_path):
+    from callrec_desktop.core.timeline import CallState, IllegalTransitionError
+
+    p = pipeline(tmp_path, two_tones(2.0), settings())
+    r = p.recorder
+    s0 = r.status()
+    assert (s0.state, s0.call, s0.revision) == (CallState.IDLE, None, 0)
+    call_id = r.start_call("01443 425002", "Council Tax", caller="07700900123", at_frame=0)
+    s1 = r.status()
+    assert (s1.state, s1.call_id, s1.call.caller, s1.revision) == (CallState.RECORDING, call_id, "07700900123", 1)
+    r.start_payment(source=EventSource.CONTROL_API, at_frame=100)
+    s2 = r.status()
+    assert (s2.state, s2.payment_in_progress, s2.payment_source, s2.pause_started_frame, s2.revision) == (
+        CallState.PAUSED, True, "control_api", 100, 2)
+    with pytest.raises(PaymentInProgressError):
+        r.resume(at_frame=150)
+    with pytest.raises(IllegalTransitionError):
+        r.start_payment(at_frame=150)
+    assert r.status().revision == 2  # refused events change nothing, not even the revision
+    r.transfer("Planning", at_frame=200)
+    s3 = r.status()
+    assert (s3.state, s3.end_reason, s3.end_source, s3.transferred_to, s3.line_number, s3.call.line_number) == (
+        CallState.ENDED, "transferred", "agent", "Planning", None, "01443 425002")
+    assert s3.revision == 3 and not s3.payment_in_progress and s3.payment_source is None
+    finish(p)
+
+
+def test_a_late_event_is_told_after_the_lock_is_released(tmp_path):
+    """A listener may ask for ``status()`` (the desk does, on every notice): no event may be
+    delivered while the recorder's lock is held, or that listener deadlocks the recorder."""
+    p = pipeline(tmp_path, two_tones(1.0), settings(lookbehind_seconds=0.0))
+    seen = []
+
+    def listener(event):
+        seen.append((event.kind, p.recorder._lock.locked()))
+
+    p.recorder.add_listener(listener)
+    p.recorder.run()  # the gate has passed every frame: an event stamped at 0 is late
+    p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
+    assert ("late_event", False) in seen and ("state_changed", False) in seen
+    assert all(not locked for _, locked in seen)
+
+
+def test_a_vanished_device_shows_the_call_ended_before_anyone_is_told(tmp_path):
+    """When ``source_failed`` is delivered the recorder's own state already says the call
+    ended as interrupted, so a window reading it can never show "Recording" with no capture."""
+    from callrec_desktop.audio.sources import DeviceLostError, SyntheticSource
+    from callrec_desktop.core.timeline import CallState
+
+    audio = two_tones(3.0)
+
+    class VanishingSource:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def read(self, timeout=None):
+            block = self.inner.read(timeout)
+            if block is not None and block.start_frame >= 2 * RATE:
+                raise DeviceLostError("input device 'pulse' vanished")
+            return block
+
+    p = pipeline(tmp_path, audio, settings("flac", lookbehind_seconds=0.5),
+                 source=VanishingSource(SyntheticSource(audio, sample_rate=RATE, block_frames=800)))
+    at_notice = []
+    p.recorder.add_listener(lambda e: at_notice.append(p.recorder.status()) if e.kind == "source_failed" else None)
+    p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
+    [m] = finish(p)
+    [st] = at_notice
+    assert (st.state, st.end_reason, st.end_source) == (CallState.ENDED, "interrupted", "system")
+    assert m.end.reason == "interrupted" and m.frames == 2 * RATE  # the look-behind's frames were kept
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_stop_with_shutdown_seals_everything_and_finishes_the_call_as_shutdown(tmp_path, paused):
+    """What SIGTERM / logoff does through the desk: the recorder thread is asked to stop with
+    reason ``shutdown``; the look-behind is drained into the last chunk, the manifest is final."""
+    import threading
+
+    from callrec_desktop.archive import verify_call
+    from callrec_desktop.audio.sources import SyntheticSource
+    from callrec_desktop.core.timeline import EndReason
+
+    def endless():
+        n = 0
+        while True:
+            t = (np.arange(320) + n) / RATE
+            n += 320
+            yield np.stack([0.3 * np.sin(2 * np.pi * 440 * t)] * 2, axis=1).astype(np.float32)
+
+    source = SyntheticSource(endless(), sample_rate=RATE, block_frames=320, realtime=True, channels=2)
+    p = pipeline(tmp_path, None, settings("flac", chunk_seconds=0.5, lookbehind_seconds=0.5), source=source)
+    sealed = threading.Event()
+    p.recorder.add_listener(lambda e: sealed.set() if e.kind == "chunk_sealed" else None)
+    p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
+    if paused:  # the pause seals the chunk before it, once the gate reaches it
+        p.recorder.start_payment(at_frame=RATE // 4)
+    p.recorder.start()
+    assert sealed.wait(10), "no chunk was sealed"
+    p.recorder.stop(end_open_call_as=EndReason.SHUTDOWN)
+    p.recorder.join(10)
+    assert not p.recorder.is_alive()
+    [m] = p.recorder.results.manifests
+    assert (m.status, m.end.reason, m.end.source) == ("complete", "shutdown", "system")
+    assert p.uploader.drain(10)
+    from callrec_desktop.archive import load_manifest
+
+    stored = load_manifest(p.store, m.call_id)
+    assert verify_call(p.store, stored) == []
+    if paused:
+        assert stored.chunks[-1].first_frame + stored.chunks[-1].frames == RATE // 4
+        assert stored.pauses[0].offset_frames + stored.pauses[0].duration_frames == stored.frames
+    else:  # every frame up to the end is in a chunk
+        assert sum(c.frames for c in stored.chunks) == stored.frames > RATE // 2
