@@ -48,12 +48,17 @@ def default_port_file() -> Path:
     """This user's ``control.json`` (see the module docstring for the folder)."""
     import platformdirs
 
-    if sys.platform not in ("win32", "darwin") and not os.environ.get("XDG_RUNTIME_DIR"):
-        # platformdirs would fall back to /tmp/runtime-UID, which another user could create first.
-        return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False)) / FILE_NAME
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns about its own fallbacks
-        return Path(platformdirs.user_runtime_dir(APP_NAME, appauthor=False)) / FILE_NAME
+    if sys.platform in ("win32", "darwin"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns about its own fallbacks
+            return Path(platformdirs.user_runtime_dir(APP_NAME, appauthor=False)) / FILE_NAME
+    # Not platformdirs' runtime folder here: it falls back to /tmp/runtime-UID (which another
+    # user could create first) and quietly to that when it dislikes $XDG_RUNTIME_DIR's mode.
+    # Our own folder in it is made 0700 and checked (``_private_folder``).
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and os.path.isabs(runtime):
+        return Path(runtime) / APP_NAME / FILE_NAME
+    return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False)) / FILE_NAME
 
 
 def _private_folder(folder: Path) -> None:

@@ -93,9 +93,11 @@ class Rig:
 
 
 @contextmanager
-def running_desk(tmp_path: Path, *, device: bool = True, token: str = TOKEN) -> Iterator[Rig]:
+def running_desk(tmp_path: Path, *, device: bool = True, token: str = TOKEN, port: int = 0, ports: int = 1,
+                 port_file: Path | None = None) -> Iterator[Rig]:
     """A real desk capturing a realtime synthetic source, and its control server on a free
-    port. Shuts both down (and checks no thread of theirs is left) on exit."""
+    port (or the first free from ``port``). Shuts both down (and checks no thread of theirs is
+    left) on exit."""
     lines = load_lines(resources_dir() / "lines.toml")
     spool = Spool(tmp_path / "spool")
     (tmp_path / "store").mkdir()
@@ -125,7 +127,7 @@ def running_desk(tmp_path: Path, *, device: bool = True, token: str = TOKEN) -> 
     desk_box.append(desk)
     before = set(threading.enumerate())
     desk.start()
-    server = ControlServer(desk, token, port=0)
+    server = ControlServer(desk, token, port=port, ports=ports, port_file=port_file)
     try:
         server.start()
         yield Rig(desk, server, spool, store, uploaded, cond)
