@@ -37,6 +37,7 @@ from callrec_desktop.ui.settings_services import SettingsServices
 from callrec_desktop.ui.tray import TrayIcon
 from callrec_desktop.ui.user_settings import load_snapshot, restore_geometry, save_geometry
 from callrec_desktop.ui.widgets import (
+    CONTROL_UNREACHABLE_TEXT,
     NO_DEVICE_TEXT,
     PAYMENT_EXPLANATION,
     SHORT_REASON,
@@ -80,6 +81,7 @@ FAULT_TITLES = {
     Fault.DISK_FULL: "This PC's disk is full — recording stopped",
     Fault.RECORDING_FAILED: "Recording failed — the call is not being recorded",
     Fault.STORAGE_UNREACHABLE: "Central storage unreachable — recordings are kept safely on this PC",
+    Fault.CONTROL_UNREACHABLE: CONTROL_UNREACHABLE_TEXT,
 }
 FAULT_ADVICE = {
     Fault.NO_DEVICE: "Plug in a headset, then press Try again.",
@@ -87,6 +89,8 @@ FAULT_ADVICE = {
     Fault.DISK_FULL: "Recording stopped because this PC's disk is full. Tell IT now.",
     Fault.RECORDING_FAILED: "Recording stopped because of an error. Tell IT now; the details are in the log.",
     Fault.STORAGE_UNREACHABLE: "You can carry on: recordings upload by themselves when central storage is back.",
+    Fault.CONTROL_UNREACHABLE: "Press Take payment yourself before the caller gives card details, and tell IT now. "
+                               "Restarting callrec-desktop may help.",
 }
 # An upload in flight this long without an answer (an endpoint that drops packets, a server
 # that accepted the connection and went quiet) is shown before the request times out.
@@ -94,7 +98,8 @@ STORAGE_SLOW_SECONDS = 1.0
 STORAGE_SLOW_TITLE = "Central storage is slow to answer — recordings are kept safely on this PC"
 STORAGE_SLOW_ADVICE = "You can carry on: recordings upload by themselves as soon as it answers."
 
-FAULT_ORDER = (Fault.NO_DEVICE, Fault.DEVICE_LOST, Fault.DISK_FULL, Fault.RECORDING_FAILED, Fault.STORAGE_UNREACHABLE)
+FAULT_ORDER = (Fault.NO_DEVICE, Fault.DEVICE_LOST, Fault.DISK_FULL, Fault.RECORDING_FAILED, Fault.CONTROL_UNREACHABLE,
+               Fault.STORAGE_UNREACHABLE)
 
 GEOMETRY_KEY = "main_window/geometry"
 COMPACT_GEOMETRY_KEY = "compact_window/geometry"
