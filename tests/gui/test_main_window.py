@@ -688,3 +688,53 @@ def test_bad_settings_stop_the_app_with_the_file_and_key_named_and_exit_2(tmp_pa
     assert proc.returncode == 2
     assert f"{cfg}: audio.channels: must be one of 1, 2" in proc.stderr
     assert "self-test" not in proc.stdout
+
+
+# ---- one truth for the call state (issue 9) ----------------------------------------------------------------
+
+@pytest.mark.parametrize("first, second, shown", [
+    ("take_payment", "payment_finished", "Recording"),
+    ("payment_finished", "take_payment", "Paused for payment"),
+])
+def test_the_window_shows_what_the_recorder_does_when_a_control_api_event_lands_inside_a_button_press(
+        rig, monkeypatch, first, second, shown):
+    """The agent presses a payment button; the payment page's opposite signal (control API
+    thread) lands after the recorder applied the press and before the desk showed it. The
+    window must end up showing what the gate does, and offer the button that fits it."""
+    from tests.gui.conftest import RATE
+
+    call_id = start_call(rig)
+    w, desk = rig.window, rig.desk
+    if first == "payment_finished":
+        w.take_payment_button.click()
+        wait_state(rig, "Paused for payment")
+    recorder = desk._recorder
+    method = {"take_payment": "start_payment", "payment_finished": "end_payment"}[first]
+    real = getattr(recorder, method)
+
+    def pressed(*args, **kwargs):  # on the GUI thread, inside the button's desk operation
+        real(*args, **kwargs)
+        other = threading.Thread(target=getattr(desk, second), kwargs={"source": EventSource.CONTROL_API})
+        other.start()
+        other.join(5)
+
+    monkeypatch.setattr(recorder, method, pressed)
+    (w.take_payment_button if first == "take_payment" else w.payment_finished_button).click()
+    wait_state(rig, shown)
+    rig.qtbot.waitUntil(lambda: w.status == desk.status(), timeout=5000)  # nothing newer to render
+    paused = recorder.status().payment_in_progress
+    assert paused is (shown == "Paused for payment") is desk.status().payment_in_progress
+    assert w.take_payment_button.isEnabled() is not paused and w.payment_finished_button.isEnabled() is paused
+    # What the window said is what the gate did, read back from the store.
+    frame = recorder.status().frames_captured
+    rig.qtbot.waitUntil(lambda: (desk.current_frame() or 0) > frame + RATE // 2, timeout=5000)
+    assert state_text(rig) == shown
+    w.end_call_button.click()
+    m = stored_manifest(rig, call_id)
+    last = m.pauses[-1]
+    last_end = last.offset_frames + last.duration_frames
+    chunk_ends = [c.first_frame + c.frames for c in m.chunks]
+    if paused:
+        assert last_end == m.frames and max(chunk_ends) <= last.offset_frames  # nothing kept after
+    else:
+        assert last.end_source == "control_api" and max(chunk_ends) == m.frames > last_end  # kept to the end
