@@ -7,6 +7,11 @@ The catalogue's ``notes_index`` (which calls have notes, with which tags: the ``
 and ``tag`` filters) is kept up to date by ``NoteStore.add`` and ``NoteStore.list`` when given a
 catalog, by ``Catalog.sync_notes(store, call_ids)``, and by every ``Catalog.sync`` (which lists
 ``notes/`` and reads the notes it has not indexed yet).
+
+Notes in the store are untrusted: a note object is read only up to ``MAX_JSON_BYTES`` and
+parsed with the bounds of ``core.manifest.load_json_object``; its times must lie in the call
+(at most ``MAX_CALL_SECONDS``) and its creation time in 2000..2100, its text and tags within the
+limits ``add`` enforces. A note that fails any of that is skipped with a warning naming its key.
 """
 
 from __future__ import annotations
@@ -22,9 +27,17 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from callrec_desktop.core.ids import validate_call_id
-from callrec_desktop.core.manifest import Manifest, iso_utc, parse_iso_utc
+from callrec_desktop.core.manifest import (
+    MAX_CALL_SECONDS,
+    MAX_JSON_BYTES,
+    Manifest,
+    check_time_bounds,
+    iso_utc,
+    load_json_object,
+    parse_iso_utc,
+)
 from callrec_desktop.storage import layout
-from callrec_desktop.storage.base import PermanentStoreError, Store
+from callrec_desktop.storage.base import Store, TransientStoreError, get_capped
 
 if TYPE_CHECKING:
     from callrec_desktop.catalog import Catalog
@@ -82,12 +95,15 @@ class Note:
     @classmethod
     def from_json(cls, data: bytes, where: str) -> "Note":
         try:
-            doc = json.loads(data)
-            if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+            doc = load_json_object(data, where)
+        except ValueError as exc:
+            raise ValueError(f"{where}: unreadable note ({str(exc).removeprefix(where + ': ')})") from None
+        try:
+            if doc.get("schema_version") != SCHEMA_VERSION:
                 raise ValueError("not a note of schema_version 1")
             tags = doc.get("tags") or []
-            if not isinstance(tags, list):
-                raise ValueError("tags must be a list")
+            if not isinstance(tags, list) or len(tags) > MAX_TAGS:
+                raise ValueError(f"tags must be a list of at most {MAX_TAGS}")
             replaces = doc.get("replaces")
             withdrawn = doc.get("withdrawn", False)
             if not isinstance(withdrawn, bool) or (withdrawn and replaces is None):
@@ -99,8 +115,14 @@ class Note:
                        None if replaces is None else layout.validate_event_id(replaces), withdrawn)
             if not isinstance(note.text, str) or not isinstance(note.author, str):
                 raise ValueError("text and author must be text")
+            if len(note.text) > MAX_TEXT or len(note.author) > 256:
+                raise ValueError(f"text longer than {MAX_TEXT} characters, or author longer than 256")
+            check_time_bounds(note.created_at, "created_at")
+            for name, value in (("at_seconds", note.at_seconds), ("end_seconds", note.end_seconds)):
+                if value is not None and not 0 <= value <= MAX_CALL_SECONDS:  # also refuses NaN
+                    raise ValueError(f"{name} {value!r} is not a time in a call (0..{MAX_CALL_SECONDS} s)")
             return note
-        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError, OverflowError) as exc:
             raise ValueError(f"{where}: unreadable note ({type(exc).__name__}: {exc})") from None
 
 
@@ -222,9 +244,14 @@ class NoteStore:
                 continue
             try:
                 notes.append(self.read(key))
-            except (ValueError, PermanentStoreError) as exc:
-                log.warning("skipped %s", exc)
-                problems.append((key, str(exc)))
+            except TransientStoreError:
+                raise
+            except Exception as exc:  # one hostile note must not hide the others
+                why = str(exc)
+                if not isinstance(exc, ValueError) and key not in why:
+                    why = f"{key}: {type(exc).__name__}: {why}"
+                log.warning("skipped %s", why)
+                problems.append((key, why))
         versions = sorted(notes, key=lambda n: (n.created_at, n.note_id))
         out = NoteList(sorted(current_notes(versions), key=lambda n: (n.at_seconds, n.created_at, n.note_id)))
         out.problems = tuple(problems)
@@ -234,7 +261,9 @@ class NoteStore:
         return out
 
     def read(self, key: str) -> Note:
-        note = Note.from_json(self.store.get(key), key)
+        """The note at ``key``, read at most ``MAX_JSON_BYTES`` and checked against its key.
+        Runs on the caller's thread (a worker, never the GUI thread)."""
+        note = Note.from_json(get_capped(self.store, key, MAX_JSON_BYTES), key)
         m = _NOTE_KEY_RE.fullmatch(key)
         if not m or (m.group(1), m.group(2)) != (note.call_id, note.note_id):
             raise ValueError(f"{key}: note does not match its key")

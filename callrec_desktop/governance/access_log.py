@@ -26,10 +26,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from callrec_desktop.core.ids import validate_call_id
-from callrec_desktop.core.manifest import iso_utc, parse_iso_utc
+from callrec_desktop.core.manifest import MAX_JSON_BYTES, check_time_bounds, iso_utc, load_json_object, parse_iso_utc
 from callrec_desktop.governance.purposes import Purpose
 from callrec_desktop.storage import layout
-from callrec_desktop.storage.base import ObjectNotFoundError, PermanentStoreError, Store
+from callrec_desktop.storage.base import ObjectNotFoundError, Store, TransientStoreError, get_capped
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,11 @@ class AccessEvent:
     @classmethod
     def from_json(cls, data: bytes, where: str) -> "AccessEvent":
         try:
-            doc = json.loads(data)
-            if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+            doc = load_json_object(data, where)
+        except ValueError as exc:
+            raise ValueError(f"{where}: unreadable access event ({str(exc).removeprefix(where + ': ')})") from None
+        try:
+            if doc.get("schema_version") != SCHEMA_VERSION:
                 raise ValueError("not an access event of schema_version 1")
             event = cls(layout.validate_event_id(doc["event_id"]), validate_call_id(doc["call_id"]),
                         doc["action"], doc["purpose"], doc.get("reason"), doc["user"], doc["workstation"],
@@ -73,10 +76,13 @@ class AccessEvent:
             Purpose(event.purpose, event.reason)
             if not isinstance(event.user, str) or not isinstance(event.workstation, str):
                 raise ValueError("user and workstation must be text")
+            if len(event.user) > 256 or len(event.workstation) > 256:
+                raise ValueError("user or workstation longer than 256 characters")
+            check_time_bounds(event.at, "at")
             if event.detail is not None and not isinstance(event.detail, dict):
                 raise ValueError("detail must be an object")
             return event
-        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError, OverflowError) as exc:
             raise ValueError(f"{where}: unreadable access event ({type(exc).__name__}: {exc})") from None
 
 
@@ -129,17 +135,24 @@ class AccessLog:
         return event
 
     def history(self, call_id: str) -> AccessHistory:
-        """Every event of the call, sorted by time; unreadable ones are in ``.problems`` (and
-        logged as warnings), never raised."""
+        """Every event of the call, sorted by time; unreadable ones (whatever the reason: too
+        big, too deep, not an event, a link or FIFO in a folder store) are in ``.problems`` with
+        their key (and logged as warnings), never raised. Each event is read at most
+        ``MAX_JSON_BYTES``. Runs on the caller's thread (a worker, never the GUI thread)."""
         events, problems = [], []
         for key in self.store.list(layout.access_prefix(call_id)):
             if not key.endswith(".json"):
                 continue
             try:
-                events.append(AccessEvent.from_json(self.store.get(key), key))
-            except (ValueError, PermanentStoreError) as exc:
-                log.warning("skipped %s", exc)
-                problems.append((key, str(exc)))
+                events.append(AccessEvent.from_json(get_capped(self.store, key, MAX_JSON_BYTES), key))
+            except TransientStoreError:
+                raise
+            except Exception as exc:  # one hostile event must not hide the others
+                why = str(exc)
+                if not isinstance(exc, ValueError) and key not in why:
+                    why = f"{key}: {type(exc).__name__}: {why}"
+                log.warning("skipped %s", why)
+                problems.append((key, why))
         out = AccessHistory(sorted(events, key=lambda e: (e.at, e.event_id)))
         out.problems = tuple(problems)
         return out
