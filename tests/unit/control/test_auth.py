@@ -292,3 +292,49 @@ def test_the_three_kinds_of_mac_are_kept_apart() -> None:
     assert protocol.request_mac(TOKEN, 47800, n1, "get", "/v1/status", b"") == \
         protocol.request_mac(TOKEN, 47800, n1, "GET", "/v1/status", b"")
     assert not protocol.is_nonce("ab" * 32 + "\n") and not protocol.is_nonce("xyz" * 20)
+
+
+# ---- the documentation ------------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "control-api.md"
+
+
+def doc_section(title: str) -> str:
+    text = DOC.read_text(encoding="utf-8")
+    start = text.index(title)
+    end = text.find("\n#", start + len(title))
+    return text[start:end if end != -1 else None]
+
+
+def test_the_documented_client_works_against_the_real_server(rig: Rig) -> None:
+    section = doc_section("### Worked example in code")
+    code = section.split("```python\n")[1].split("```")[0]
+    assert len(code.strip().splitlines()) <= 24  # "about 20 lines"
+    scope: dict = {}
+    exec(compile(code, str(DOC), "exec"), scope)  # noqa: S102 - our own documentation
+    callrec = scope["callrec"]
+    status, doc = callrec(TOKEN, rig.port, "POST", "/v1/call/started", {"line": LINE})
+    assert status == 201 and doc["state"] == "recording"
+    assert callrec(TOKEN, rig.port, "POST", "/v1/payment/started", {})[1]["payment_in_progress"] is True
+    assert callrec(TOKEN, rig.port, "POST", "/v1/payment/ended")[1]["state"] == "recording"
+    assert callrec(TOKEN, rig.port, "POST", "/v1/payment/ended")[0] == 409  # a signed refusal
+    assert callrec(TOKEN, rig.port, "GET", "/v1/status")[1]["state"] == "recording"
+    assert callrec(TOKEN, rig.port, "POST", "/v1/call/ended")[0] == 200
+    with pytest.raises(RuntimeError, match="not callrec-desktop"):
+        callrec("not-the-token", rig.port, "GET", "/v1/status")
+    with Squatter() as squatter:
+        with pytest.raises((RuntimeError, ValueError, KeyError)):
+            callrec(TOKEN, squatter.port, "POST", "/v1/payment/started", {})
+        assert TOKEN.encode() not in squatter.log and b"/v1/payment" not in squatter.log
+
+
+def test_the_documented_numbers_are_right() -> None:
+    section = doc_section("### Worked example with numbers")
+    token, port, cn, sn = "example-token-do-not-use", 47800, "0" * 64, "1" * 64
+    body = b'{"line": "01443 425002"}'
+    for value in (protocol.server_proof(token, port, cn, sn),
+                  protocol.request_mac(token, port, sn, "GET", "/v1/status", b""),
+                  protocol.body_hash(body),
+                  protocol.request_mac(token, port, sn, "POST", "/v1/call/started", body),
+                  protocol.response_mac(token, port, sn, 200, b"{}")):
+        assert f"`{value}`" in section
