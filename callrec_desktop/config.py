@@ -567,7 +567,8 @@ def load_config(
         it_values = read[-1][1]
         for path, values in read[1:-1]:  # the user's and the extra file, never the packaged defaults
             for key, (value, _) in values.items():
-                if key in it_values and value != it_values[key][0]:
+                section, name = key.split(".", 1)
+                if key in it_values and not _same_setting(_SCHEMA[section][name], value, it_values[key][0]):
                     ignored.append(IgnoredSetting(key, path, value, it_path, it_values[key][0]))
     config = replace(
         _build(merged, defaults, tuple(layers)),

@@ -549,13 +549,13 @@ def test_keys_it_does_not_set_still_layer_user_then_extra(tmp_path):
 
 
 def test_the_same_value_as_its_is_not_an_override_attempt(tmp_path, caplog):
-    system = write(tmp_path / "it.toml", '[recorder]\ncodec = "flac"\n[paths]\nspool_dir = "/srv/spool"\n')
+    system = write(tmp_path / "etc" / "it.toml", f'[recorder]\ncodec = "flac"\n[paths]\nspool_dir = "{tmp_path / "spool"}"\n')
     # the same folder spelled relative to the user's file is the same value
-    user = write(tmp_path / "srv-view" / "user.toml", '[recorder]\ncodec = "flac"\n')
+    user = write(tmp_path / "me" / "user.toml", '[recorder]\ncodec = "flac"\n[paths]\nspool_dir = "../spool"\n')
     caplog.set_level("WARNING", logger="callrec_desktop.config")
     c = load(system=system, user=user)
     assert c.ignored == () and ignored_records(caplog) == []
-    assert c.set_by_it("recorder.codec")
+    assert c.set_by_it("recorder.codec") and c.set_by_it("paths.spool_dir")
 
 
 def test_each_override_is_logged_once_and_the_window_can_log_it_later(tmp_path, caplog):
