@@ -17,7 +17,10 @@ Sync
     that store's rows). Not seen by an incremental sync, until the next full one: changes to
     already complete manifests (legal hold), and late manifests uploaded by a version
     without arrival markers.
-    A corrupt or unreadable manifest is skipped and reported in ``SyncReport.problems``.
+    A corrupt, unreadable or hostile manifest (or note) is skipped and reported in
+    ``SyncReport.problems`` with its key, whatever went wrong with it (bounds: see
+    ``core.manifest``; the read is capped at ``MAX_MANIFEST_BYTES``); only a store that cannot
+    be reached (``TransientStoreError``) or listed stops a sync.
     Every sync also lists ``notes/`` (notes are few) and indexes notes not yet indexed.
 
 Threads
@@ -45,9 +48,17 @@ from typing import TYPE_CHECKING, Any
 from callrec_desktop.archive import ManifestProblem
 from callrec_desktop.config import normalise_number
 from callrec_desktop.core.ids import InvalidIdError
-from callrec_desktop.core.manifest import END_REASONS, Manifest, ManifestError, iso_utc, parse_iso_utc
+from callrec_desktop.core.manifest import (
+    END_REASONS,
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    ManifestError,
+    iso_utc,
+    load_json_object,
+    parse_iso_utc,
+)
 from callrec_desktop.storage import layout
-from callrec_desktop.storage.base import ObjectNotFoundError, PermanentStoreError, Store
+from callrec_desktop.storage.base import ObjectNotFoundError, Store, TransientStoreError, get_capped
 
 if TYPE_CHECKING:
     from callrec_desktop.notes import Note
@@ -313,7 +324,7 @@ class Catalog:
                 late = self._late_arrivals(db, store, first, today, seen, problems)
                 for batch in _batches(iter(late), BATCH):
                     self._store_fetched(pool, store, batch, desc, problems, counts, missing_ok=True)
-        notes = self._sync_all_notes(store)
+        notes = self._sync_all_notes(store, problems)
         with self._tx() as tx:
             tx.execute("INSERT OR REPLACE INTO sync_state (store, last_day) VALUES (?, ?)", (desc, today.isoformat()))
         return SyncReport(counts["added"], counts["updated"], counts["unchanged"], tuple(problems),
@@ -367,35 +378,36 @@ class Catalog:
     def _store_fetched(self, pool: ThreadPoolExecutor, store: Store, wanted: list[tuple[str, str, bool]], desc: str,
                        problems: list, counts: dict, *, missing_ok: bool = False) -> None:
         def fetch(item: tuple[str, str, bool]):
+            """Runs on a catalog-sync pool thread. Any failure of this one object is returned as
+            its problem (named by key); only an unreachable store (transient) is raised."""
             key, call_id, exists = item
             try:
-                raw = store.get(key)
-                try:
-                    doc = json.loads(raw)
-                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                    raise ManifestError(f"{key}: not valid JSON ({exc})") from None
+                doc = load_json_object(get_capped(store, key, MAX_MANIFEST_BYTES), key, max_bytes=MAX_MANIFEST_BYTES)
                 m = Manifest.from_dict(doc, where=key)
                 if m.call_id != call_id:
                     raise ManifestError(f"{key}: call_id {m.call_id} does not match the key")
                 # Kept compact (the store's copy is indented): a third of the size.
-                return item, m, json.dumps(doc, ensure_ascii=False, separators=(",", ":")), None
+                raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+                return item, manifest_values(m, desc, raw), raw, None
             except ObjectNotFoundError as exc:
                 return item, None, None, None if missing_ok else str(exc)
-            except (ManifestError, ValueError, PermanentStoreError) as exc:
-                return item, None, None, str(exc)
+            except TransientStoreError:
+                raise
+            except Exception as exc:  # one hostile object must not stop the sync
+                return item, None, None, _problem_text(key, exc)
 
         rows = []
         db = self._db()
-        for (key, call_id, exists), m, raw, problem in pool.map(fetch, wanted):
+        for (key, call_id, exists), values, raw, problem in pool.map(fetch, wanted):
             if problem is not None:
                 problems.append(ManifestProblem(key, problem))
-            elif m is not None:
+            elif values is not None:
                 if exists:
                     old = db.execute("SELECT manifest_json, store FROM calls WHERE call_id = ?", (call_id,)).fetchone()
                     if old is not None and old["store"] == desc and old["manifest_json"] == raw:
                         counts["unchanged"] += 1
                         continue
-                rows.append(manifest_values(m, desc, raw))
+                rows.append(values)
                 counts["updated" if exists else "added"] += 1
         if rows:
             with self._tx() as tx:
@@ -422,8 +434,9 @@ class Catalog:
         notes = NoteStore(store, self)
         return sum(len(notes.list(c)) for c in call_ids)
 
-    def _sync_all_notes(self, store: Store) -> int:
-        """One listing of ``notes/``; reads only notes not yet indexed."""
+    def _sync_all_notes(self, store: Store, problems: list | None = None) -> int:
+        """One listing of ``notes/``; reads only notes not yet indexed. A note that cannot be
+        read (whatever the reason) is skipped and added to ``problems`` with its key."""
         from callrec_desktop.notes import NoteStore, note_ids_from_key
 
         db = self._db()
@@ -437,8 +450,11 @@ class Catalog:
                 continue
             try:
                 new.append(reader.read(key))
-            except (ValueError, PermanentStoreError):
-                continue  # NoteStore.list reports these for the call
+            except TransientStoreError:
+                raise
+            except Exception as exc:  # one hostile note must not stop the sync
+                if problems is not None:
+                    problems.append(ManifestProblem(key, _problem_text(key, exc)))
         for note in new:
             self.index_notes(note.call_id, [note], replace=False)
         return len(new)
@@ -545,6 +561,14 @@ class Catalog:
         for r in self._db().execute("SELECT tags FROM notes_index WHERE call_id = ? AND current = 1", (call_id,)):
             out.update(t for t in r["tags"].split(",") if t)
         return sorted(out)
+
+
+def _problem_text(key: str, exc: BaseException) -> str:
+    """What went wrong with one object, for a warning that names its key (once)."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, (RecursionError, MemoryError, OverflowError, TypeError, KeyError, AttributeError)):
+        text = f"{type(exc).__name__}: {text}"
+    return text if key in text else f"{key}: {text}"
 
 
 def _batches(items: Iterator[str], size: int) -> Iterator[list[str]]:
