@@ -10,6 +10,7 @@ import hashlib
 import io
 import logging
 import math
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -20,8 +21,14 @@ import soundfile as sf
 
 from callrec_desktop.audio.encoders import CodecSettings, make_encoder
 from callrec_desktop.core.ids import InvalidIdError
-from callrec_desktop.core.manifest import ChunkEntry, Manifest, ManifestError
-from callrec_desktop.storage.base import ObjectNotFoundError, Store
+from callrec_desktop.core.manifest import MAX_MANIFEST_BYTES, ChunkEntry, Manifest, ManifestError
+from callrec_desktop.storage.base import (
+    ObjectNotFoundError,
+    PermanentStoreError,
+    Store,
+    TransientStoreError,
+    get_capped,
+)
 from callrec_desktop.storage.layout import call_id_from_manifest_key, chunk_key, manifest_key, manifests_prefix
 
 log = logging.getLogger(__name__)
@@ -41,23 +48,38 @@ class ManifestProblem:
 
 
 def iter_manifests(store: Store, day: date | None = None) -> Iterator[Manifest | ManifestProblem]:
-    """Every manifest under the day's (or every) partition; unreadable ones as problems, never raised."""
+    """Every manifest under the day's (or every) partition; unreadable ones as problems, never
+    raised, whatever is wrong with them (too big, hostile JSON, a link or FIFO in a folder
+    store...). Only an unreachable store (``TransientStoreError``) or a failed listing raises."""
     for key in store.list(manifests_prefix(day)):
         if not key.endswith(".json"):
             continue
         try:
-            call_id_from_manifest_key(key)
-            yield Manifest.from_json(store.get(key), where=key)
-        except (ManifestError, InvalidIdError, ValueError) as exc:
+            call_id = call_id_from_manifest_key(key)
+            m = Manifest.from_json(get_capped(store, key, MAX_MANIFEST_BYTES), where=key)
+            if m.call_id != call_id:
+                raise ManifestError(f"{key}: call_id {m.call_id} does not match the key")
+        except (ManifestError, InvalidIdError, ValueError, PermanentStoreError) as exc:
             yield ManifestProblem(key, str(exc))
+            continue
+        except TransientStoreError:
+            raise
+        except Exception as exc:  # one hostile object must not stop the listing
+            yield ManifestProblem(key, f"{type(exc).__name__}: {exc}")
+            continue
+        yield m
 
 
 def load_manifest(store: Store, call_id: str) -> Manifest:
     key = manifest_key(call_id)
     try:
-        raw = store.get(key)
+        raw = get_capped(store, key, MAX_MANIFEST_BYTES)
     except ObjectNotFoundError:
         raise ArchiveError(f"no recording {call_id} in {store.description} (looked for {key})") from None
+    except TransientStoreError:
+        raise
+    except PermanentStoreError as exc:  # refused: too big, a link or FIFO in a folder store
+        raise ArchiveError(str(exc)) from None
     try:
         return Manifest.from_json(raw, where=key)
     except ManifestError as exc:
@@ -68,9 +90,13 @@ def read_chunk(store: Store, manifest: Manifest, entry: ChunkEntry) -> bytes:
     """A chunk's bytes, checked against its manifest entry."""
     key = chunk_key(manifest.call_id, entry.name)
     try:
-        data = store.get(key)
+        data = get_capped(store, key, entry.bytes)  # never more than the manifest says
     except ObjectNotFoundError:
         raise ArchiveError(f"{manifest.call_id}: chunk {entry.seq} is missing ({key})") from None
+    except TransientStoreError:
+        raise
+    except PermanentStoreError as exc:
+        raise ArchiveError(f"{manifest.call_id}: chunk {entry.seq} cannot be read: {exc}") from None
     if len(data) != entry.bytes:
         raise ArchiveError(f"{manifest.call_id}: chunk {entry.seq} has {len(data)} bytes, manifest says {entry.bytes} ({key})")
     sha = hashlib.sha256(data).hexdigest()
@@ -91,6 +117,10 @@ def verify_call(store: Store, manifest: Manifest) -> list[str]:
             read_chunk(store, manifest, entry)
         except ArchiveError as exc:
             faults.append(str(exc))
+        except TransientStoreError:
+            raise
+        except Exception as exc:  # a fault of this chunk; verify the rest
+            faults.append(f"{manifest.call_id}: chunk {entry.seq}: {type(exc).__name__}: {exc}")
     if end > manifest.frames:
         faults.append(f"{manifest.call_id}: chunks run to frame {end}, past the call's {manifest.frames} frames")
     return faults
@@ -118,6 +148,34 @@ class ExportRangeError(ArchiveError):
 
 
 EXPORT_BLOCK_SECONDS = 10.0  # how much audio an export holds at once
+EXPORT_SPACE_MARGIN = 16 * 1024 * 1024  # left free on the target disk after the largest export
+OPUS_EXPORT_BYTES_PER_SECOND_PER_CHANNEL = 16_000  # 128 kbit/s per channel: above any Opus export
+
+
+def export_size_bound(manifest: Manifest, suffix: str, frames: int) -> int:
+    """At most how many bytes exporting ``frames`` frames of ``manifest`` as ``suffix`` writes:
+    16-bit PCM for WAV and FLAC (FLAC never needs much more than PCM), a generous bitrate for
+    Opus; plus headers. ``frames`` is bounded by the validated manifest (at most 24 h)."""
+    channels, rate = manifest.audio.channels, manifest.audio.sample_rate
+    if suffix in OPUS_SUFFIXES:
+        body = math.ceil(frames / rate * channels * OPUS_EXPORT_BYTES_PER_SECOND_PER_CHANNEL)
+    else:
+        body = frames * channels * 2 + frames * channels // 64  # FLAC's verbatim frames: PCM plus headers
+    return body + 64 * 1024
+
+
+def check_free_space(out: Path, needed: int) -> None:
+    """``ArchiveError`` naming the folder, what is needed and what is free, unless the disk
+    holding ``out`` has ``needed`` bytes plus ``EXPORT_SPACE_MARGIN`` free."""
+    folder = out.parent if str(out.parent) else Path(".")
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise ArchiveError(f"{out}: cannot check the free space in {folder}: {exc.strerror or exc}") from None
+    if free < needed + EXPORT_SPACE_MARGIN:
+        raise ArchiveError(f"{out}: not enough free space in {folder} for this export: it may need up to "
+                           f"{needed / 1e6:.1f} MB (and {EXPORT_SPACE_MARGIN // (1024 * 1024)} MiB left over), "
+                           f"{free / 1e6:.1f} MB free; nothing written")
 
 
 def export_range_frames(manifest: Manifest, start_seconds: float | None, end_seconds: float | None) -> tuple[int, int]:
@@ -158,7 +216,10 @@ def export_call(store: Store, call_id: str, out: Path, *, start_seconds: float |
     long call is never held whole. Written beside ``out`` as ``out.part`` and renamed, so a
     failed export never leaves a file (and never one that looks complete).
 
-    ``ExportRangeError`` (an ``ArchiveError``) for an empty range, before anything is written.
+    ``ExportRangeError`` (an ``ArchiveError``) for an empty range, and ``ArchiveError`` when
+    the target disk has not the room for the largest file this export can make (see
+    ``export_size_bound``), before anything is written. What is written never exceeds the
+    validated manifest's duration (at most ``MAX_CALL_SECONDS``).
     """
     from callrec_desktop.playback.call_audio import CallAudio  # it imports this module
 
@@ -168,6 +229,7 @@ def export_call(store: Store, call_id: str, out: Path, *, start_seconds: float |
                            f"not {out.suffix or 'a file without extension'}")
     manifest = load_manifest(store, call_id)
     first, end = export_range_frames(manifest, start_seconds, end_seconds)
+    check_free_space(out, export_size_bound(manifest, suffix, end - first))  # before the first byte
     audio = CallAudio(store, manifest, cache_chunks=2)  # read in order: one or two chunks at a time
     rate, channels = manifest.audio.sample_rate, manifest.audio.channels
     block = max(1, round(EXPORT_BLOCK_SECONDS * rate))
