@@ -621,8 +621,8 @@ class LibraryWindow(QMainWindow):
             shown = report.problems[:5]
             more = f"<br>…and {len(report.problems) - len(shown)} more (see the log)" if len(report.problems) > 5 else ""
             self.problems.advice.setText(
-                f"{len(report.problems)} recording file(s) in the store could not be read and are not listed. "
-                "Tell IT: the recordings may be damaged.<br>"
+                f"{len(report.problems)} file(s) in the store could not be read and were skipped (the calls "
+                "and notes that could be read are listed). Tell IT: they may be damaged or tampered with.<br>"
                 + "<br>".join(f"{_escape(p.key)}: {_escape(p.problem)}" for p in shown) + more)
             self.problems.show()
             for p in report.problems:
