@@ -69,6 +69,8 @@ def test_a_call_taken_with_the_control_api_alone(tmp_path, pulse_server):
     app = subprocess.Popen([sys.executable, "-c", "from callrec_desktop.app import main; raise SystemExit(main())",
                             "--config", str(cfg)], env=env, cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stuck: list[socket.socket] = []
+    port_file = Path(env["XDG_RUNTIME_DIR"]) / "callrec-desktop" / "control.json"  # the audio server's runtime folder
     try:
         token = wait_for(lambda: keyring_file.exists() and json.loads(keyring_file.read_text())
                          .get("callrec-desktop", {}).get("control-api-token"), 30, "the control token")
@@ -81,6 +83,14 @@ def test_a_call_taken_with_the_control_api_alone(tmp_path, pulse_server):
                 return False
 
         wait_for(capturing, 30, "the app to capture audio")
+        # The app published its port for this user only; `callrec signal` finds it there.
+        assert json.loads(port_file.read_text()) == {"port": port, "pid": app.pid, "protocol": "callrec-control-v2"}
+        assert port_file.stat().st_mode & 0o777 == 0o600
+        env.pop("CALLREC_CONFIG", None)
+        signalled = subprocess.run([sys.executable, "-m", "callrec_desktop", "signal", "status"], cwd=ROOT,
+                                   env=dict(env, CALLREC_CONTROL_TOKEN=token), capture_output=True, text=True,
+                                   timeout=60)
+        assert signalled.returncode == 0 and json.loads(signalled.stdout)["capturing"] is True, signalled.stderr
         started = client.call_started("01443 425004", caller="07700900555", external_id="cti-77")
         assert started["state"] == "recording" and started["line"]["department"] == "Planning"
         pulse_server.play(tone(SPEECH_HZ, 1.5))
@@ -93,14 +103,25 @@ def test_a_call_taken_with_the_control_api_alone(tmp_path, pulse_server):
         pulse_server.play(tone(SPEECH_HZ, 1.5))
         ended = client.transferred("Housing")
         assert ended["recording"] is False and ended["transferred_to"] == "Housing"
+        # Ten stuck clients (connected and silent, or half a request) are open when the session ends.
+        for i in range(10):
+            stuck.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            if i % 2:
+                stuck[-1].sendall(b"POST /v1/payment/sta")
     finally:
         app.send_signal(signal.SIGTERM)
+        sent_at = time.monotonic()
         try:
             out, _ = app.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             app.kill()
             out, _ = app.communicate()
+        exited_after = time.monotonic() - sent_at
+        for s in stuck:
+            s.close()
     assert app.returncode == 0, out
+    print(f"app exited {exited_after:.2f} s after SIGTERM with ten stuck control-API clients")
+    assert not port_file.exists()  # withdrawn at exit
     assert token not in out and token not in "".join(p.read_text() for p in (tmp_path / "log").rglob("*.log"))
 
     folder = FolderStore(store)
