@@ -1,4 +1,4 @@
-"""The control API's bearer token, kept in the OS keyring.
+"""The control API's token, kept in the OS keyring: the key of its HMACs (``protocol.py``), never sent.
 
 One entry: service ``callrec-desktop``, user name ``control-api-token``. The app creates it on
 first start (``load_or_create_token``); Settings can rotate it (``reset_token``); clients such
