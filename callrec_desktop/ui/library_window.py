@@ -674,6 +674,13 @@ class LibraryWindow(QMainWindow):
         self.manifest = details.manifest
         self.detail_label.setText(describe_call(details.manifest))
         self.player.set_notes(details.notes)
+        skipped = getattr(details.notes, "problems", ())
+        if skipped:  # notes that are damaged or hostile: named, and the readable ones shown
+            self.message.setText(f"{len(skipped)} note(s) on this call could not be read and were skipped "
+                                 f"(tell IT): " + "; ".join(key for key, _ in skipped[:3])
+                                 + (" …" if len(skipped) > 3 else ""))
+            for key, why in skipped:
+                log.warning("notes: %s: %s", key, why)
         self.player.load(self.store, details.manifest)
         self.export_button.setEnabled(True)
         self.prefill_export_range()
@@ -690,7 +697,15 @@ class LibraryWindow(QMainWindow):
         if generation != self._generation:
             return
         if result.ok:
-            self.history_label.setText(describe_history(result.value))
+            text = describe_history(result.value)
+            skipped = getattr(result.value, "problems", ())
+            if skipped:  # damaged or hostile events: named, the readable ones shown
+                text += (f"<br><b>{len(skipped)} entry(ies) of this history could not be read and were skipped "
+                         f"(tell IT):</b> " + "; ".join(_escape(key) for key, _ in skipped[:3])
+                         + (" …" if len(skipped) > 3 else ""))
+                for key, why in skipped:
+                    log.warning("access log: %s: %s", key, why)
+            self.history_label.setText(text)
         else:
             self.history_label.setText(f"The access history cannot be read: {_escape(str(result.error))}")
         emit_signal(self.history_shown, call_id)
