@@ -689,3 +689,46 @@ def test_outputs_that_cannot_be_listed_leave_the_default_and_say_why(leaders, tm
     lib.qtbot.waitUntil(lambda: "Cannot list sound outputs" in combo.toolTip(), timeout=5000)
     assert "PortAudio is not installed" in combo.toolTip()
     assert combo.count() == 1 and combo.currentData() == "default" and combo.isEnabled()
+
+
+# ---- a hostile store (issue 10, part 3) ------------------------------------------------------------
+
+def test_a_hostile_store_syncs_shows_the_good_calls_and_names_every_bad_object(qtbot, tmp_path):
+    """Every case of ``tests.support.hostile_store`` in one real folder store: the sync skips each
+    bad manifest and note with its key (the banner names them), the good calls are listed and
+    open with their readable note, the skipped notes and access events are named in the details,
+    and a call whose chunks are links to /dev/zero says it cannot be read instead of playing."""
+    from tests.support import hostile_store
+
+    (tmp_path / "store").mkdir()
+    h = hostile_store.build(tmp_path / "store", tmp_path / "work")
+    lib = Leader(qtbot, tmp_path, tmp_path / "store", "tl001")
+    try:
+        report = lib.sync()
+        assert report is not None, lib.window.sync_label.text()
+        assert sorted(p.key for p in report.problems) == sorted(c.key for c in h.cases if c.kind in ("manifest", "note"))
+        assert report.added == 4
+        assert lib.window.problems.isVisible()
+        assert f"{len(report.problems)} file(s) in the store could not be read" in lib.window.problems.advice.text()
+        assert lib.window.count_label.text() == "4 calls"
+        listed = {m.call_id for m in h.good} | {h.case("chunk_symlinks").call_id, h.case("html_ansi").call_id}
+        assert set(lib.window.model.call_ids()) == listed
+
+        good = h.good[0].call_id
+        with qtbot.waitSignal(lib.window.history_shown, timeout=10000):
+            lib.select(good)
+        assert [n.note_id for n in lib.window.player.notes] == [h.good_note_id]
+        message = lib.window.message.text()
+        assert "4 note(s) on this call could not be read and were skipped" in message
+        assert h.case("note_deep_nesting").key in message
+        history = lib.window.history_label.text()
+        assert "3 entry(ies) of this history could not be read and were skipped" in history
+        assert h.case("access_huge_integer").key in history and "tl001" in history
+
+        w = lib.window
+        row = w.model.call_ids().index(h.case("chunk_symlinks").call_id)
+        with qtbot.waitSignal(w.player.load_failed, timeout=10000) as failed:
+            w.select_row(row)
+        assert "is a symbolic link" in failed.args[0] and "chunk 1" in failed.args[0]
+    finally:
+        lib.close()
