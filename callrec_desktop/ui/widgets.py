@@ -38,7 +38,10 @@ SHORT_REASON = {
     Fault.RECORDING_FAILED: "Recording failed",
     Fault.NO_DEVICE: "No microphone or headset found",
     Fault.STORAGE_UNREACHABLE: "Central storage unreachable",
+    Fault.CONTROL_UNREACHABLE: "Payment pages and the phone system cannot reach this PC: card details may be recorded",
 }
+
+CONTROL_UNREACHABLE_TEXT = SHORT_REASON[Fault.CONTROL_UNREACHABLE]  # the banner says it in full too
 
 NO_DEVICE_TEXT = "No microphone or headset found — calls cannot be recorded on this PC"
 PAYMENT_EXPLANATION = "Recording resumes when you press Payment finished"
