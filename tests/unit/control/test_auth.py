@@ -338,3 +338,16 @@ def test_the_documented_numbers_are_right() -> None:
                   protocol.request_mac(token, port, sn, "POST", "/v1/call/started", body),
                   protocol.response_mac(token, port, sn, 200, b"{}")):
         assert f"`{value}`" in section
+
+
+def test_nonces_are_single_use_and_bounded() -> None:
+    from callrec_desktop.control.server import MAX_NONCES, _Nonces
+
+    nonces = _Nonces()
+    first = nonces.issue()
+    assert nonces.take(first) and not nonces.take(first)
+    assert not nonces.take(protocol.new_nonce())  # never issued
+    oldest = nonces.issue()
+    newer = [nonces.issue() for _ in range(MAX_NONCES)]  # a flood of challenges forgets the oldest first
+    assert not nonces.take(oldest)
+    assert all(nonces.take(n) for n in newer)

@@ -235,3 +235,20 @@ def test_the_default_folder_is_the_users_own(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     # never platformdirs' fallback in the shared /tmp
     assert portfile.default_port_file() == tmp_path / "state" / "callrec-desktop" / "control.json"
+
+
+def test_connections_beyond_the_limit_are_closed_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from callrec_desktop.control import server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_CONNECTIONS", 3)
+    with stub_desk_server(port=0) as server, ExitStack() as stack:
+        held = [stack.enter_context(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+                for _ in range(3)]
+        deadline = time.monotonic() + 10
+        while len([t for t in control_threads() if t.name == "callrec-control-request"]) < 3:
+            assert time.monotonic() < deadline, "the server did not take the three connections"
+            threading.Event().wait(0.01)
+        extra = stack.enter_context(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+        assert extra.recv(1) == b""  # closed without a thread
+        assert len(held) == 3
+    assert control_threads() == []
