@@ -565,8 +565,10 @@ class Catalog:
 
 def _problem_text(key: str, exc: BaseException) -> str:
     """What went wrong with one object, for a warning that names its key (once)."""
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, (RecursionError, MemoryError, OverflowError, TypeError, KeyError, AttributeError)):
+    text = str(exc)
+    if not text:
+        text = type(exc).__name__
+    elif isinstance(exc, (RecursionError, MemoryError, OverflowError, TypeError, KeyError, AttributeError)):
         text = f"{type(exc).__name__}: {text}"
     return text if key in text else f"{key}: {text}"
 
