@@ -389,3 +389,50 @@ def test_a_catalogue_made_before_note_revisions_gets_the_new_columns_and_keeps_i
     assert {"replaces", "withdrawn", "current"} <= columns
     assert cat.tags("20260302T090000Z-0123456789ab") == ["complaint"] and cat.all_tags() == ["complaint"]
     Catalog(path)  # opening it again changes nothing
+
+
+# ---- hostile objects: one bad manifest never stops a sync ---------------------------------------
+
+class HostileGets(CountingStore):
+    """Raises ``errors[key]`` from ``get`` of that key (what a broken object did to a reader
+    before the bounds: RecursionError, OverflowError, MemoryError), else delegates."""
+
+    def __init__(self, inner, errors) -> None:
+        super().__init__(inner)
+        self.errors = errors
+
+    def get(self, key, **kw):
+        if key in self.errors:
+            raise self.errors[key]
+        return self.inner.get(key, **kw)
+
+
+def test_any_exception_from_one_manifest_is_a_named_problem_and_the_sync_goes_on(library, tmp_path):
+    from callrec_desktop.storage.base import TransientStoreError
+
+    keys = [layout.manifest_key(library.calls[n].call_id) for n in ("pay", "long", "withheld")]
+    store = HostileGets(library.store, dict(zip(keys, (RecursionError("deep"), OverflowError("big"),
+                                                        MemoryError()))))
+    catalog = Catalog(tmp_path / "c.sqlite")
+    report = catalog.sync(store)
+    assert report.added == 2
+    why = {p.key: p.problem for p in report.problems}
+    assert set(why) == set(keys)
+    assert why[keys[0]] == f"{keys[0]}: RecursionError: deep" and why[keys[2]] == f"{keys[2]}: MemoryError"
+    # An unreachable store is not one bad object: the sync stops and is redone next time.
+    down = HostileGets(library.store, {keys[1]: TransientStoreError("store unreachable")})
+    with pytest.raises(TransientStoreError):
+        Catalog(tmp_path / "d.sqlite").sync(down)
+
+
+def test_bounds_refuse_a_year_long_manifest_from_the_store(library, tmp_path):
+    import json
+
+    key = layout.manifest_key(library.calls["long"].call_id)
+    doc = json.loads((library.root / "store" / key).read_text())
+    doc["frames"] = 365 * 86400 * doc["audio"]["sample_rate"]
+    doc["duration_seconds"] = 365 * 86400.0
+    (library.root / "store" / key).write_text(json.dumps(doc))
+    report = Catalog(tmp_path / "c.sqlite").sync(library.store)
+    assert report.added == 4 and [p.key for p in report.problems] == [key]
+    assert "frames: must be at most" in report.problems[0].problem
