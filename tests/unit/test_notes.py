@@ -172,3 +172,31 @@ def test_a_malformed_revision_record_is_reported_not_raised(library):
     library.store.put(key, bad, sha256=hashlib.sha256(bad).hexdigest(), metadata={}, content_type="application/json")
     listed = notes.list(m.call_id)
     assert listed == [first] and [k for k, _ in listed.problems] == [key]
+
+
+# ---- hostile note objects in the store: skipped, named, the rest listed ----------------------------
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d.update(at_seconds=86400.5), "at_seconds 86400.5 is not a time in a call"),
+    (lambda d: d.update(text="x" * (MAX_TEXT + 1)), f"text longer than {MAX_TEXT} characters"),
+    (lambda d: d.update(tags=[f"t{i}" for i in range(11)]), "tags must be a list of at most 10"),
+    (lambda d: d.update(created_at="1999-12-31T23:59:59.000Z"), "created_at 1999-12-31T23:59:59+00:00 is outside"),
+    (lambda d: d.update(created_at="0001-01-01T00:00:00+14:00"), "out of range once converted to UTC"),
+])
+def test_a_note_out_of_bounds_is_skipped_with_its_key_and_the_good_one_listed(library, change, words):
+    import json
+
+    call = library.calls["pay"]
+    notes = NoteStore(library.store)
+    good = notes.add(call.call_id, "tl001", 1.0, "Good", manifest=call)
+    bad_id = good.note_id[:-1] + ("0" if good.note_id[-1] != "0" else "1")
+    doc = json.loads(good.to_json())
+    doc["note_id"] = bad_id
+    change(doc)
+    key = layout.note_key(call.call_id, bad_id)
+    body = json.dumps(doc).encode()
+    library.store.put(key, body, sha256=hashlib.sha256(body).hexdigest(), metadata={}, content_type="application/json")
+    listed = notes.list(call.call_id)
+    assert [n.note_id for n in listed] == [good.note_id]
+    [(problem_key, why)] = listed.problems
+    assert problem_key == key and words in why, why
