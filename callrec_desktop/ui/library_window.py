@@ -63,7 +63,7 @@ from callrec_desktop.ui.library_model import END_WORDS, LibraryModel
 from callrec_desktop.ui.player_widget import PlayerWidget
 from callrec_desktop.ui.purpose_dialog import ask_purpose
 from callrec_desktop.ui.settings_services import PlaybackChoice
-from callrec_desktop.ui.widgets import FaultBanner, format_duration
+from callrec_desktop.ui.widgets import FaultBanner, format_duration, make_labels_plain, safe_tooltip
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ def describe_call(m: Manifest) -> str:
         what = "Payment pause" if p.reason == "payment" else "Pause at the agent's request"
         a, b = p.offset_frames / rate, (p.offset_frames + p.duration_frames) / rate
         ended = f", ended by {SOURCE_WORDS.get(p.end_source, p.end_source)}" if p.end_source else ""
-        pauses.append(f"{what} from {format_duration(a)} to {format_duration(b)} ({b - a:.0f} s): not recorded. "
-                      f"Started by {SOURCE_WORDS.get(p.source, p.source)}{ended}.")
+        pauses.append(_escape(f"{what} from {format_duration(a)} to {format_duration(b)} ({b - a:.0f} s): not "
+                              f"recorded. Started by {SOURCE_WORDS.get(p.source, p.source)}{ended}."))
     rows.append(("Pauses", "<br>".join(pauses) if pauses else "none"))
     if m.status == "recording":
         end = "Still being recorded (this is a provisional copy)."
@@ -131,12 +131,12 @@ def describe_history(events: list[AccessEvent]) -> str:
         return "Nobody has played or exported this recording yet."
     lines = []
     for e in events:
-        purpose = PURPOSES.get(e.purpose, e.purpose)
+        purpose = _escape(PURPOSES.get(e.purpose, e.purpose))  # an unknown code is the store's text
         reason = f" — “{_escape(e.reason)}”" if e.reason else ""
         detail = e.detail or {}
         did = ("withdrew a note on" if e.action == "note" and "withdraws" in detail else
                "changed a note on" if e.action == "note" and "replaces" in detail else
-               ACTION_WORDS.get(e.action, e.action))
+               _escape(ACTION_WORDS.get(e.action, e.action)))
         lines.append(f"{_when(e.at)}: <b>{_escape(e.user)}</b> ({_escape(e.workstation)}) {did} it for: "
                      f"{purpose}{reason}")
     return "<br>".join(lines)
@@ -150,10 +150,12 @@ def call_summary(m: Manifest | None) -> str:
 
 
 def ask_confirmation(parent: QWidget | None, title: str, text: str) -> bool:
-    """The default ``confirm``: a Yes/No question, No by default."""
-    answer = QMessageBox.question(parent, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                  QMessageBox.StandardButton.No)
-    return answer == QMessageBox.StandardButton.Yes
+    """The default ``confirm``: a Yes/No question, No by default, its text shown as text."""
+    box = QMessageBox(QMessageBox.Icon.Question, title, text,
+                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, parent)
+    box.setTextFormat(Qt.TextFormat.PlainText)
+    box.setDefaultButton(QMessageBox.StandardButton.No)
+    return box.exec() == QMessageBox.StandardButton.Yes
 
 
 def ask_export_path(parent: QWidget | None, suggested: str) -> Path | None:
@@ -280,6 +282,7 @@ class LibraryWindow(QMainWindow):
         if playback is not None:  # the team leader's setting, which "Play on" shows and changes
             output_device = device_spec(playback.config.audio.output_device)
         self._build(lines, cache_dir, output_factory, output_device)
+        make_labels_plain(self)  # store, device and error texts: shown as text, never HTML
         self.model.page_loaded.connect(self._on_model_page_loaded)
         self.model.load_failed.connect(self._on_model_load_failed)
         self._playback = playback
@@ -369,6 +372,7 @@ class LibraryWindow(QMainWindow):
         root.addLayout(sync_row)
 
         self.problems = FaultBanner("Some recordings could not be read", "", severity="warning", parent=central)
+        self.problems.advice.setTextFormat(Qt.TextFormat.RichText)  # line breaks; the keys and problems are escaped
         self.problems.hide()
         root.addWidget(self.problems)
 
@@ -426,10 +430,11 @@ class LibraryWindow(QMainWindow):
         export_row.addStretch(1)
         self.message = QLabel("", detail)
         self.message.setWordWrap(True)
-        dl.addWidget(QLabel("<b>About this call</b>", detail))
-        dl.addWidget(self.detail_label)
-        dl.addWidget(QLabel("<b>Who has used this recording</b>", detail))
-        dl.addWidget(self.history_label)
+        for heading in ("About this call", "Who has used this recording"):
+            label = QLabel(f"<b>{heading}</b>", detail)
+            label.setTextFormat(Qt.TextFormat.RichText)  # ours, constant
+            dl.addWidget(label)
+            dl.addWidget(self.detail_label if heading.startswith("About") else self.history_label)
         dl.addLayout(export_row)
         dl.addWidget(self.message)
         dl.addStretch(1)
@@ -714,7 +719,7 @@ class LibraryWindow(QMainWindow):
     def _on_playback_loaded(self, result: TaskResult) -> None:
         if not result.ok:
             log.warning("cannot list the sound outputs: %s", result.error)
-            self.player.output.setToolTip(f"Cannot list sound outputs: {result.error}")
+            self.player.output.setToolTip(safe_tooltip(f"Cannot list sound outputs: {result.error}"))
             return
         self.player.set_output_devices(result.value)
 

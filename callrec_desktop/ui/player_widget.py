@@ -48,7 +48,7 @@ from callrec_desktop.storage.base import Store
 from callrec_desktop.audio.sources import device_spec
 from callrec_desktop.ui.adapter import DeskAdapter, TaskResult, emit_signal
 from callrec_desktop.ui.settings_services import DEFAULT_OUTPUT, PlaybackDevices
-from callrec_desktop.ui.widgets import format_duration
+from callrec_desktop.ui.widgets import format_duration, make_labels_plain, safe_tooltip
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +407,9 @@ class PlayerWidget(QWidget):
         self.add_note_button = QPushButton("Add note at current time", self)
         self.add_note_button.clicked.connect(self._on_add_note_button_clicked)
         notes = QVBoxLayout()
-        notes.addWidget(QLabel("<b>Notes</b>", self))
+        notes_title = QLabel("<b>Notes</b>", self)
+        notes_title.setTextFormat(Qt.TextFormat.RichText)  # ours, constant
+        notes.addWidget(notes_title)
         notes.addWidget(self.note_list, 1)
         note_buttons = QHBoxLayout()
         note_buttons.addWidget(self.change_note_button)
@@ -425,6 +427,7 @@ class PlayerWidget(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.addLayout(left, 1)
         row.addWidget(notes_box)
+        make_labels_plain(self)  # errors name devices and store keys: text, never HTML
 
         for key, slot in ((Qt.Key.Key_Space, self.toggle_play), (Qt.Key.Key_Left, lambda: self.skip(-SEEK_STEP)),
                           (Qt.Key.Key_Right, lambda: self.skip(SEEK_STEP)),
@@ -503,7 +506,7 @@ class PlayerWidget(QWidget):
             self.output.blockSignals(False)
         self.output.setEnabled(devices.locked is None)
         tip = devices.locked or devices.error or OUTPUT_TIP
-        self.output.setToolTip(tip)
+        self.output.setToolTip(safe_tooltip(tip))  # IT's reason or a device error: shown as text
 
     def _on_output_current_index_changed(self, _: int) -> None:
         choice = self.output.currentData()

@@ -3,10 +3,17 @@
 The purposes are the privacy notice's (``governance.purposes``); "other" needs a reason in
 words. Cancel means nothing is played or exported and nothing is logged. The choice itself is
 recorded by the library window (``AccessLog.record`` on a worker), not here.
+
+The call's summary holds the line, department and caller from the store: the intro is rich
+text on purpose (the verb in bold), so everything in it that is not ours is escaped; every
+other label is plain text.
 """
 
 from __future__ import annotations
 
+import html
+
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
     QDialog,
@@ -30,8 +37,11 @@ class PurposeDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Why do you need this recording?")
         verb = ACTION_WORDS.get(action, action)
-        intro = QLabel(f"You are about to <b>{verb}</b> {call_summary}.<br>Recordings may only be used for the "
-                       "purposes in the privacy notice. Your choice is recorded with your name and the time.", self)
+        intro = QLabel(f"You are about to <b>{html.escape(verb)}</b> {html.escape(call_summary)}.<br>Recordings may "
+                       "only be used for the purposes in the privacy notice. Your choice is recorded with your name "
+                       "and the time.", self)
+        intro.setTextFormat(Qt.TextFormat.RichText)
+        intro.setObjectName("purposeIntro")
         intro.setWordWrap(True)
         self.group = QButtonGroup(self)
         self.buttons: dict[str, QRadioButton] = {}
@@ -51,6 +61,7 @@ class PurposeDialog(QDialog):
         self.reason.textChanged.connect(self._update)
         layout.addWidget(self.reason)
         self.problem = QLabel(self)
+        self.problem.setTextFormat(Qt.TextFormat.PlainText)
         self.problem.setStyleSheet("color: #B42318;")
         layout.addWidget(self.problem)
         self.box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)

@@ -2,10 +2,18 @@
 menu the payment buttons, and a fault that appears is announced as a desktop notification
 (the window may be behind the softphone or CRM). Where the desktop has no tray
 (``isSystemTrayAvailable()`` false, e.g. offscreen) the icon is never shown, but its state
-and the notifications it would show are still kept, so the compact window and tests agree."""
+and the notifications it would show are still kept, so the compact window and tests agree.
+
+Data is shown as text: the tooltip goes through ``safe_tooltip`` (Qt renders a tooltip that
+looks like markup as rich text), and a notification's message is escaped where the desktop's
+notification server reads markup in it (freedesktop notifications: Linux and other X11/Wayland
+desktops), so a line, department or fault message holding ``<img …>`` is shown, not loaded.
+``tooltip`` and ``notifications`` keep the texts as the user reads them."""
 
 from __future__ import annotations
 
+import html
+import sys
 import time
 
 from PySide6.QtCore import QObject, Signal
@@ -13,7 +21,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 
 from callrec_desktop.ui.adapter import emit_signal
-from callrec_desktop.ui.widgets import StateView, state_icon
+from callrec_desktop.ui.widgets import StateView, safe_tooltip, state_icon
 
 
 NOTIFY_AGAIN_AFTER_SECONDS = 300.0
@@ -75,7 +83,7 @@ class TrayIcon(QObject):
         self._notified_at[title] = now
         self.notifications.append((title, message))
         if self.available:
-            self.icon.showMessage(title, message, QSystemTrayIcon.MessageIcon.Warning, 10_000)
+            self.icon.showMessage(title, notification_body(message), QSystemTrayIcon.MessageIcon.Warning, 10_000)
         return True
 
     def _set_tooltip(self) -> None:
@@ -84,8 +92,17 @@ class TrayIcon(QObject):
         tooltip = "\n".join(p for p in parts if p)
         if tooltip != self.tooltip:
             self.tooltip = tooltip
-            self.icon.setToolTip(tooltip)
+            self.icon.setToolTip(safe_tooltip(tooltip))
 
     def _on_icon_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason in (QSystemTrayIcon.ActivationReason.Trigger, QSystemTrayIcon.ActivationReason.DoubleClick):
             emit_signal(self.show_window_requested)
+
+
+def notification_body(message: str) -> str:
+    """``message`` as the body of a desktop notification, shown literally: the freedesktop
+    notification servers (GNOME, KDE, XFCE…) read a small HTML subset, ``<img>`` included, in
+    the body, so it is escaped there; Windows and macOS show the body as plain text."""
+    if sys.platform in ("win32", "darwin"):
+        return message
+    return html.escape(message, quote=False)

@@ -4,13 +4,24 @@ large state banner, the level meters, fault banners and the info bar.
 Colour is never the only signal: every state has words and its own icon shape (a filled
 circle while recording, two bars while paused, a ring when not recording, a warning
 triangle when something stops recording), and the words are what screen readers get.
+
+Data is shown as text: line numbers, callers, departments, device names, store names and
+fault messages come from the control API, settings, devices and the store, and a QLabel
+left at Qt's default (``AutoText``) renders anything that looks like HTML as HTML (a caller
+``<img src='file:///…'>`` would load a local file). So every label here is ``PlainText``
+(``plain_label``, ``make_labels_plain``), a label that is rich on purpose escapes what it
+shows, and tooltips, which Qt also renders as rich text when they look like it, go through
+``safe_tooltip``. All of it runs on the GUI thread.
 """
 
 from __future__ import annotations
 
+import html
+
 from dataclasses import dataclass
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6 import QtGui
 from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QFrame,
@@ -26,6 +37,33 @@ from PySide6.QtWidgets import (
 from callrec_desktop.core.timeline import CallState
 from callrec_desktop.status import DeskStatus, Fault
 from callrec_desktop.ui.adapter import emit_signal
+
+# ---- data shown as text ------------------------------------------------------------------------
+
+def plain_label(text: str = "", parent: QWidget | None = None) -> QLabel:
+    """A QLabel that shows ``text`` (and whatever is set later) literally, never as HTML."""
+    label = QLabel(text, parent)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    return label
+
+
+def make_labels_plain(root: QWidget) -> None:
+    """Every QLabel below ``root`` still at Qt's guessing default (``AutoText``) becomes
+    ``PlainText``; labels set to rich text on purpose are left alone (they escape their data).
+    Call it once a window's widgets are built."""
+    for label in root.findChildren(QLabel):
+        if label.textFormat() == Qt.TextFormat.AutoText:
+            label.setTextFormat(Qt.TextFormat.PlainText)
+
+
+def safe_tooltip(text: str) -> str:
+    """``text`` as a tooltip that Qt shows literally: Qt renders a tooltip as rich text when
+    it looks like markup (``Qt.mightBeRichText``), so such text is escaped, with its line
+    breaks kept; any other text is returned as it is."""
+    if not text or not QtGui.Qt.mightBeRichText(text):  # (QtGui's Qt namespace has it, QtCore's not)
+        return text
+    return "<p style='white-space:pre-wrap'>" + html.escape(text, quote=False).replace("\n", "<br>") + "</p>"
+
 
 # ---- what the state means ---------------------------------------------------------------------
 
@@ -282,6 +320,7 @@ class StateBanner(QFrame):
         row.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignVCenter)
         row.addLayout(text, 1)
         row.addLayout(timer_box, 0)
+        make_labels_plain(self)
         self.view: StateView | None = None
 
     def show_state(self, view: StateView) -> None:
@@ -306,7 +345,7 @@ class StateBanner(QFrame):
             self.setAccessibleDescription(view.detail)
             self.icon.setAccessibleDescription(ICON_SHAPES.get(view.kind, "ring"))
             if self._compact:
-                self.setToolTip(view.detail)
+                self.setToolTip(safe_tooltip(view.detail))
         self.timer.setText(format_duration(view.timer_seconds))
         self.timer.setVisible(view.timer_seconds is not None)
         self.timer_caption.setVisible(view.timer_seconds is not None)
@@ -342,6 +381,7 @@ class LevelMeter(QWidget):
         row.addWidget(self.label)
         row.addWidget(self.bar, 1)
         row.addWidget(self.value)
+        make_labels_plain(self)  # the name may be a device's
         self.db: float | None = None
         self._shown = FLOOR_DB
         self._last_signal: float | None = None
@@ -407,12 +447,13 @@ class ElidedLabel(QLabel):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setTextFormat(Qt.TextFormat.PlainText)  # painted with drawText below, which is plain too
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
 
     def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
         super().setText(text)
-        self.setToolTip(text if text else "")
+        self.setToolTip(safe_tooltip(text) if text else "")
         self.setAccessibleDescription(text)
 
     def minimumSizeHint(self):  # noqa: N802 - Qt's name
@@ -455,6 +496,7 @@ class FaultBanner(QFrame):
         text.addWidget(self.title)
         text.addWidget(self.advice)
         text.addWidget(self.message)
+        make_labels_plain(self)  # the advice may be set to escaped rich text on purpose (Library)
         self.actions_row = QHBoxLayout()
         self.actions_row.setSpacing(8)
         row = QHBoxLayout(self)
@@ -503,6 +545,7 @@ class InfoBar(QFrame):
         row.addWidget(icon, 0, Qt.AlignmentFlag.AlignTop)
         row.addWidget(self.text, 1)
         row.addWidget(self.dismiss, 0, Qt.AlignmentFlag.AlignVCenter)
+        make_labels_plain(self)
         self.hide()
 
     def show_message(self, text: str) -> None:
