@@ -57,6 +57,7 @@ from callrec_desktop.core.manifest import (
     load_json_object,
     parse_iso_utc,
 )
+from callrec_desktop.private_files import make_private, open_private, private_dir
 from callrec_desktop.storage import layout
 from callrec_desktop.storage.base import ObjectNotFoundError, Store, TransientStoreError, get_capped
 
@@ -217,11 +218,22 @@ def manifest_values(m: Manifest, store: str, raw: str | None = None) -> tuple:
 
 
 class Catalog:
-    """A catalogue in the SQLite file ``db_path`` (created with its folder if missing)."""
+    """A catalogue in the SQLite file ``db_path`` (created with its folder if missing).
+
+    Private to the user (it holds callers' numbers): the folder is created 0700 and the file
+    0600 before SQLite opens it, so its ``-wal``/``-shm``/``-journal`` (which SQLite creates
+    with the database's own mode) are 0600 too; existing ones are tightened here."""
 
     def __init__(self, db_path: Path | str) -> None:
         self.db_path = Path(db_path)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.db_path.parent)
+        with open_private(self.db_path, "ab"):  # an empty file is a new database to SQLite
+            pass
+        for suffix in ("-wal", "-shm", "-journal"):
+            try:
+                make_private(f"{self.db_path}{suffix}")
+            except FileNotFoundError:
+                pass
         self._local = threading.local()
         db = self._db()
         db.executescript(_SCHEMA)  # idempotent; executescript commits by itself

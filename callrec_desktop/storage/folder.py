@@ -5,6 +5,11 @@ file in the target's own folder, opened with mode ``"xb"``; write while hashing;
 fsync; close; check size and SHA-256; atomic ``os.replace``; fsync the folder. A reader never
 sees half a file, and a crash leaves at most a ``.<name>.<random>.tmp`` that listings skip.
 
+Files are created 0600 and folders 0700 whatever the umask (recordings are personal data),
+plus the group access the root folder gives (a share IT opened to a group: files
+group-readable, folders with the root's group bits); never access for other users
+(``private_files.shared_modes``).
+
 Reading never follows a symlink and opens only regular files: each folder below the root is
 opened with ``O_NOFOLLOW`` relative to the one above (``openat``), so no path component can
 lead outside the root; the object itself is opened ``O_NOFOLLOW | O_NONBLOCK`` (a FIFO cannot
@@ -32,6 +37,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from callrec_desktop.durable import fsync_dir
+from callrec_desktop.private_files import private_fd, set_mode, shared_modes
 from callrec_desktop.storage.base import (
     ObjectNotFoundError,
     ObjectRefusedError,
@@ -80,19 +86,19 @@ class FolderStore:
         target = self._path(key)
         if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
             raise PermanentStoreError(f"{self.description} {key}: expected SHA-256 is not lowercase hex: {sha256!r}")
-        self._check_root(key)
+        file_mode, dir_mode = shared_modes(self._check_root(key).st_mode)
         existing = self._existing_digest(key)
         if existing is not None and existing[1] == sha256:
             # Same bytes already there: a repeated put (retry after a lost reply) is harmless.
             return PutReceipt(key, existing[0], sha256)
 
-        self._make_dirs(target.parent, key)
+        self._make_dirs(target.parent, key, dir_mode)
         self._check_no_links(target.parent, key)
         _sweep_stale_temps(target)
         tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
         try:
             try:
-                with open(tmp, "xb", buffering=0) as out:
+                with open(tmp, "xb", buffering=0, opener=lambda p, flags: private_fd(p, flags, file_mode)) as out:
                     size, digest = self._copy(key, source, out)
                     os.fsync(out.fileno())
             except StoreError:
@@ -319,9 +325,11 @@ class FolderStore:
             raise self._os_error(key, "reaching the store folder", exc) from exc
         if not stat.S_ISDIR(st.st_mode):
             raise PermanentStoreError(f"{self.description} {key}: store root is not a folder")
+        return st
 
-    def _make_dirs(self, folder: Path, key: str) -> None:
-        """Create missing folders below the root, fsyncing each parent so they survive a crash."""
+    def _make_dirs(self, folder: Path, key: str, mode: int = 0o700) -> None:
+        """Create missing folders below the root (``mode`` whatever the umask), fsyncing each
+        parent so they survive a crash."""
         missing = []
         p = folder
         while p != self.root and not p.is_dir():
@@ -329,7 +337,8 @@ class FolderStore:
             p = p.parent
         for d in reversed(missing):
             try:
-                os.mkdir(d)
+                os.mkdir(d, mode & 0o777)
+                set_mode(d, mode)  # the umask took group bits away; set-group-ID needs chmod
             except FileExistsError:
                 if not d.is_dir():
                     raise PermanentStoreError(f"{self.description} {key}: {d} exists and is not a folder") from None
