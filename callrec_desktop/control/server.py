@@ -389,7 +389,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, doc, headers = 500, error_body("internal_error", "internal error; see the callrec-desktop log"), {}
         self._discard_body()
         self._answer(status, doc, headers)
-        level = logging.WARNING if status in (401, 500) else logging.INFO
+        level = (logging.WARNING if status in (401, 500) else
+                 logging.DEBUG if path == protocol.CHALLENGE_PATH and status == 200 else  # one per request: noise
+                 logging.INFO)
         log.log(level, "control API: %s %s -> %d (%.0f ms)", self.command, _loggable(path), status,
                 (time.monotonic() - started) * 1000)
 
