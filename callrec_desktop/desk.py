@@ -211,8 +211,24 @@ class Desk:
             raise UnknownDepartment(f"unknown department {department!r}; known: {', '.join(self.lines.transfer_departments)}")
         self._do(lambda r: r.transfer(department, source=source, at_frame=at_frame), notice=None)
 
-    def end_call(self, *, source: EventSource = EventSource.AGENT, at_frame: int | None = None) -> None:
-        self._do(lambda r: r.end_call(source=source, at_frame=at_frame), notice=None)
+    def end_call(self, *, source: EventSource = EventSource.AGENT, at_frame: int | None = None,
+                 reason: EndReason = EndReason.HANGUP) -> None:
+        """End the call (``reason``: hangup, or shutdown when the session is ending)."""
+        self._do(lambda r: r.end_call(source=source, at_frame=at_frame, reason=reason), notice=None)
+
+    def end_for_shutdown(self) -> bool:
+        """The program is being closed (SIGTERM, logoff): end the open call, if any, now with
+        reason ``shutdown``; the recorder thread seals it. True if a call was ended. Any thread;
+        never raises for a desk with no call or no capture."""
+        with self._lock:
+            recorder = self._recorder
+        if recorder is None or recorder.status().state not in (CallState.RECORDING, CallState.PAUSED):
+            return False
+        try:
+            self.end_call(source=EventSource.SYSTEM, reason=EndReason.SHUTDOWN)
+        except DeskError:  # ended (or capture lost) in the meantime: nothing left to end
+            return False
+        return True
 
     def report_fault(self, fault: Fault, message: str) -> None:
         """Show ``fault`` (a banner that stays) with ``message``; for the app's integrations. Any thread."""

@@ -414,3 +414,19 @@ def test_shutdown_during_a_call_ends_it_as_shutdown_with_every_captured_frame_se
     else:
         # Every frame handed to the recorder up to the end is in a chunk: nothing was lost.
         assert kept_frames(m)[-1][1] == m.frames and sum(hi - lo for lo, hi in kept_frames(m)) == m.frames
+
+
+def test_end_for_shutdown_ends_an_open_call_at_once_and_is_harmless_without_one(make_desk):
+    """What SIGTERM / logoff does first, on the GUI thread: the end is stamped now, so the call
+    is final even if the process is killed before the orderly shutdown completes."""
+    desk, store, watch = started(make_desk)
+    assert desk.end_for_shutdown() is False  # no call: nothing to end
+    call_id = desk.start_call("01443 425002")
+    desk.take_payment()
+    assert desk.end_for_shutdown() is True
+    st = desk.status()
+    assert (st.state, st.last_end_reason, st.payment_in_progress) == (CallState.ENDED, "shutdown", False)
+    assert desk.end_for_shutdown() is False  # already ended
+    m = finished_manifest(desk, store, call_id)
+    assert (m.end.reason, m.end.source) == ("shutdown", "system")
+    assert m.pauses[0].end_source == "system"
