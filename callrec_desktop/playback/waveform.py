@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from callrec_desktop.durable import write_atomic
+from callrec_desktop.private_files import private_dir
 from callrec_desktop.playback.call_audio import CallAudio, Mark
 
 __all__ = ["DEFAULT_RATE_HZ", "Waveform", "cache_path", "compute", "load_or_compute"]
@@ -126,5 +127,5 @@ def _write_atomic(path: Path, wf: Waveform) -> None:
     """The cache file, replaced atomically (durable.write_atomic gives each writer its own temp)."""
     buf = io.BytesIO()
     np.savez(buf, mins=wf.mins, maxs=wf.maxs, meta=np.array([wf.rate_hz, wf.sample_rate, wf.frames], dtype=np.int64))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)  # 0700, the file 0600: a waveform is derived from a call
     write_atomic(path, buf.getvalue())
