@@ -738,3 +738,40 @@ def test_the_window_shows_what_the_recorder_does_when_a_control_api_event_lands_
         assert last_end == m.frames and max(chunk_ends) <= last.offset_frames  # nothing kept after
     else:
         assert last.end_source == "control_api" and max(chunk_ends) == m.frames > last_end  # kept to the end
+
+
+# ---- the session ending during a call (issue 9, SIGTERM / logoff) ------------------------------------------
+
+def test_when_the_session_is_ending_closing_during_a_call_asks_nothing(rig):
+    start_call(rig)
+    rig.confirm_answer = False  # nobody would answer yes
+    asked = len(rig.confirmations)
+    rig.window.session_ending()  # the desktop session manager's commitDataRequest
+    rig.window.close()
+    assert not rig.window.isVisible() and len(rig.confirmations) == asked
+
+
+def test_the_session_ending_while_the_close_question_is_open_closes_without_an_answer(make_rig, qtbot):
+    """The agent pressed close and walked away; then logoff. What the app's SIGTERM / logoff
+    handler does runs inside the question's own event loop: the call ends as shutdown, the
+    window closes although the question was never answered, and the call is stored final."""
+    rig = make_rig(real_dialogs=True).start()
+    rig.wait_capturing()
+    call_id = rig.desk.start_call("01443 425002")
+    wait_state(rig, "Recording")
+    seen = []
+
+    def logoff() -> None:  # runs in the question's event loop
+        box = QApplication.activeModalWidget()
+        seen.append(box.text() if isinstance(box, QMessageBox) else None)
+        rig.desk.end_for_shutdown()
+        rig.window.close_without_asking()
+        box.reject()  # its loop ends, unanswered
+
+    QTimer.singleShot(0, logoff)
+    rig.window.close()
+    assert seen and "A call is in progress" in seen[0]
+    assert not rig.window.isVisible()
+    m = stored_manifest(rig, call_id)
+    assert (m.end.reason, m.end.source) == ("shutdown", "system")
+    assert verify_call(rig.store, m) == []
