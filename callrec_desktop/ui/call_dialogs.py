@@ -24,6 +24,7 @@ from callrec_desktop.config import Line, Lines
 def ask_confirmation(parent: QWidget, title: str, text: str, accept_text: str) -> bool:
     """A QMessageBox whose default button is Cancel: Enter alone never ends a recording."""
     box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.NoButton, parent)
+    box.setTextFormat(Qt.TextFormat.PlainText)  # it names departments and lines from the settings
     accept = box.addButton(accept_text, QMessageBox.ButtonRole.AcceptRole)
     cancel = box.addButton("Cancel", QMessageBox.ButtonRole.RejectRole)
     box.setDefaultButton(cancel)

@@ -57,7 +57,7 @@ from callrec_desktop.ui.user_settings import (
     validate_values,
 )
 from callrec_desktop.ui.settings_services import SettingsServices  # noqa: F401 - the dialog's own input
-from callrec_desktop.ui.widgets import LevelMeter
+from callrec_desktop.ui.widgets import LevelMeter, make_labels_plain, safe_tooltip
 
 if TYPE_CHECKING:  # the audio stack loads when a device is listed or tested, never at start-up
     from callrec_desktop.audio.sources import AudioSource
@@ -193,6 +193,7 @@ class SettingsDialog(QDialog):
         self._meter_timer.setInterval(66)
         self._meter_timer.timeout.connect(self._on_meter_timer_timeout)
         self._apply_locks()
+        make_labels_plain(self)  # device names, paths and errors: shown as text, never HTML
 
     # ---- tabs ------------------------------------------------------------------------------
     def _form(self) -> tuple[QWidget, QFormLayout]:
@@ -372,7 +373,7 @@ class SettingsDialog(QDialog):
         for key, reason in self.snapshot.locked.items():
             for widget in self._fields_for(key):
                 widget.setEnabled(False)
-                widget.setToolTip(reason)
+                widget.setToolTip(safe_tooltip(reason))  # names a settings file
                 widget.setProperty("lockedBy", reason)
 
     def is_locked(self, key: str) -> bool:

@@ -239,3 +239,56 @@ def test_sync_problems_naming_hostile_keys_are_escaped_in_the_librarys_warning(q
         assert_no_label_renders_html(lib.window)
     finally:
         lib.close()
+
+
+# ---- settings and the call dialogs ----------------------------------------------------------------
+
+def test_device_names_settings_files_and_errors_in_the_settings_dialog_are_shown_as_text(qtbot, tmp_path):
+    from callrec_desktop.config import load_config
+    from callrec_desktop.ui.adapter import DeskAdapter
+    from callrec_desktop.ui.settings_dialog import SettingsDialog
+    from callrec_desktop.ui.settings_services import SettingsServices
+    from callrec_desktop.ui.user_settings import SettingsSnapshot, effective_values
+    from tests.gui.conftest import write_config
+
+    (tmp_path / "store").mkdir()
+    config = load_config(system_file=None, user_file=None,
+                         env={"CALLREC_CONFIG": str(write_config(tmp_path, store=tmp_path / "store"))})
+    snapshot = SettingsSnapshot(values=effective_values(config), locked={"audio.agent_device": f"set by IT in {HOSTILE}"},
+                                user_file=tmp_path / "user.toml", default_store_dir=tmp_path / HOSTILE.replace("/", "_"),
+                                devices=(HOSTILE,), devices_error=f"PortAudio: device {HOSTILE} failed",
+                                credentials_note=HOSTILE, token_note=HOSTILE, focus_unsupported=HOSTILE)
+    adapter = DeskAdapter()
+    dialog = SettingsDialog(snapshot, config, adapter, SettingsServices(credentials=None))
+    qtbot.addWidget(dialog)
+    try:
+        assert HOSTILE in [dialog.caller_device.itemText(i) for i in range(dialog.caller_device.count())]
+        hints = [label for label in dialog.findChildren(QLabel) if HOSTILE in label.text()]
+        assert any(label.text() == f"PortAudio: device {HOSTILE} failed" for label in hints), [h.text() for h in hints]
+        for label in hints:
+            assert label.textFormat() == Qt.TextFormat.PlainText, label.text()
+        assert tooltip_shows(dialog.agent_device.toolTip()) == (f"set by IT in {HOSTILE}", [])
+        assert_no_label_renders_html(dialog)
+    finally:
+        dialog.reject()
+        assert adapter.shutdown(10)
+
+
+def test_confirmations_naming_a_department_or_a_note_are_plain_text(qtbot, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from callrec_desktop.ui import call_dialogs
+
+    seen = {}
+
+    def exec_(box):
+        seen["format"], seen["text"] = box.textFormat(), box.text()
+        return 0
+
+    monkeypatch.setattr(QMessageBox, "exec", exec_)
+    assert call_dialogs.ask_confirmation(None, "Transfer", f"Transfer the call to {HOSTILE}?", "Transfer") is False
+    assert seen == {"format": Qt.TextFormat.PlainText, "text": f"Transfer the call to {HOSTILE}?"}
+    from callrec_desktop.ui import library_window
+
+    assert library_window.ask_confirmation(None, "Withdraw note", f"Withdraw {HOSTILE}?") is False
+    assert seen == {"format": Qt.TextFormat.PlainText, "text": f"Withdraw {HOSTILE}?"}
