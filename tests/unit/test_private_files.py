@@ -316,3 +316,19 @@ def test_spool_folders_chunks_quarantine_and_repairs_are_private(tmp_path, umask
     assert "calls/20260302T091500Z-0123456789ab/000003@48000.flac" in names  # repaired from the torn part
     assert "quarantine/20260302T091600Z-0123456789ac/manifest.json.reason.txt" in names
     assert_all_private(spool.root)
+
+
+def test_waveform_cache_and_exports_are_private(tmp_path, umask022):
+    from callrec_desktop.archive import export_call
+    from callrec_desktop.playback.call_audio import CallAudio
+    from callrec_desktop.playback.waveform import load_or_compute
+    from tests.unit.playback.test_call_audio import record
+
+    store, m = record(tmp_path, seconds=2.0, chunk_seconds=1.0, pause=(0.5, 1.0), transfer_at=1.9)
+    load_or_compute(CallAudio(store, m), tmp_path / "cache" / "waveforms")
+    assert_all_private(tmp_path / "cache")
+    (tmp_path / "exports").mkdir()
+    os.chmod(tmp_path / "exports", 0o700)
+    for suffix in (".wav", ".flac", ".opus"):
+        export_call(store, m.call_id, tmp_path / "exports" / f"call{suffix}")
+    assert_all_private(tmp_path / "exports")
