@@ -6,7 +6,10 @@
   generates both.
 * ``DemoSource`` delivers that file to the recorder like a live headset: paced at real time
   (or ``speed`` times faster, for tests), then silence for as long as capture runs.
-* ``demo_steps()`` turns the script into what the window demo does, and when.
+* ``demo_events()`` is what the demo applies of the script: the payment pause itself comes
+  from the DTMF trigger hearing the caller's key tones (the script's ``payment_started`` is
+  left out), as in a real call; the agent's Payment finished and the transfer are scripted.
+* ``demo_steps()`` turns those events into what the window demo does, and when.
 * ``demo_call_audio()`` is the older generated (speech-like bursts) audio, still used by
   ``scripts/screenshots.py``.
 
@@ -29,11 +32,6 @@ from callrec_desktop.core.script import ScriptEvent, parse_script
 
 DEMO_AUDIO = "demo-call.flac"
 DEMO_SCRIPT = "demo-call.json"
-# In the window demo the agent presses "Take payment" this long (of audio) after the script's
-# moment, so with the DTMF trigger on the viewer sees the caller's first key tone pause the
-# recording automatically. The late press is stamped where the script says (the look-behind
-# keeps those frames in memory), so with the trigger off nothing of the tones is kept either.
-AGENT_LATE_SECONDS = 1.5
 
 
 class DemoError(Exception):
@@ -91,6 +89,19 @@ def demo_config(config: Config) -> Config:
     return replace(config, audio=replace(config.audio, channels=2), store=StoreSettings())
 
 
+def demo_events(demo: DemoCall, *, dtmf_trigger: bool) -> tuple[ScriptEvent, ...]:
+    """The script events the demo applies. With the DTMF trigger on, the script's
+    ``payment_started`` is left out: the pause must come from the trigger hearing the caller
+    key the card number (README, "Try it without a headset"); ``payment_ended`` (the agent's
+    Payment finished) and the transfer stay. With the trigger off (``[triggers] dtmf_enabled
+    = false``) the script's ``payment_started`` stands for the agent pressing Take payment,
+    so the demo never keeps the card tones either way. The bundled script keeps its
+    ``payment_started`` so that it stays a valid ``callrec record`` script."""
+    if not dtmf_trigger:
+        return tuple(demo.events)
+    return tuple(e for e in demo.events if e.event != "payment_started")
+
+
 @dataclass(frozen=True)
 class DemoStep:
     """One scripted event: applied once capture reaches ``due_frame``, stamped at ``at_frame``."""
@@ -100,17 +111,10 @@ class DemoStep:
     event: ScriptEvent
 
 
-def demo_steps(events: tuple[ScriptEvent, ...] | list[ScriptEvent], sample_rate: int, *,
-               lookbehind_frames: int, agent_late_seconds: float = AGENT_LATE_SECONDS) -> list[DemoStep]:
-    """When the window demo applies each event. Every event is stamped at its script frame;
-    ``payment_started`` is applied ``agent_late_seconds`` late, but at most the look-behind less
-    0.5 s (so the stamp is still honoured exactly), see ``AGENT_LATE_SECONDS``."""
-    late = min(round(agent_late_seconds * sample_rate), max(0, lookbehind_frames - sample_rate // 2))
-    steps = []
-    for e in events:
-        frame = e.frame(sample_rate)
-        steps.append(DemoStep(frame + (late if e.event == "payment_started" else 0), frame, e))
-    return steps
+def demo_steps(events: tuple[ScriptEvent, ...] | list[ScriptEvent], sample_rate: int) -> list[DemoStep]:
+    """When the window demo applies each event: once capture reaches it, stamped at its own
+    script frame (the look-behind still holds that frame)."""
+    return [DemoStep(e.frame(sample_rate), e.frame(sample_rate), e) for e in events]
 
 
 class DemoSource:

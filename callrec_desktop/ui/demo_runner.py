@@ -2,15 +2,17 @@
 
 ``DemoSession`` builds its own ``Desk`` (``compose.build_desk``, exactly as the app does)
 whose source factory gives a ``DemoSource`` (the demo file paced like a live headset) instead
-of the audio device, the DTMF payment trigger on the caller's channel when the settings enable
-it, a ``DeskAdapter`` and a ``MainWindow``. Recordings go through the spool (a temporary
-folder of the session's own) and the uploader into the embedded folder store, never the
-council's central store (``demo.demo_config``).
+of the audio device, the automatic payment triggers (``triggers.compose.automatic_triggers``,
+as the app: the DTMF trigger on the caller's channel when ``[triggers]`` enables it; no focus
+trigger, the demo has no payment application), a ``DeskAdapter`` and a ``MainWindow``.
+Recordings go through the spool (a temporary folder of the session's own) and the uploader
+into the embedded folder store, never the council's central store (``demo.demo_config``).
 
-``DemoRunner`` applies the script's events from the GUI thread: a QTimer polls the capture
-frame and applies each event once capture has reached it, stamped at the event's own frame
-(the desk's operations take ``at_frame``; the look-behind holds those frames in memory), so
-where a pause lands does not depend on timer jitter. Then it waits (worker thread) until the
+``DemoRunner`` applies the script's events (``demo.demo_events``: with the DTMF trigger on, the
+pause itself is the trigger's, never the script's) from the GUI thread: a QTimer polls the
+capture frame and applies each event once capture has reached it, stamped at the event's own
+frame (the desk's operations take ``at_frame``; the look-behind holds those frames in memory),
+so where a pause lands does not depend on timer jitter. Then it waits (worker thread) until the
 final manifest is in the store and every chunk verifies, and emits ``finished(manifest)``.
 """
 
@@ -27,16 +29,16 @@ from PySide6.QtWidgets import QLabel
 from callrec_desktop.config import Config
 from callrec_desktop.core.timeline import EventSource
 from callrec_desktop.demo import (
-    AGENT_LATE_SECONDS,
     DemoCall,
     DemoStep,
     demo_config,
+    demo_events,
     demo_source_factory,
     demo_steps,
     load_demo,
 )
 from callrec_desktop.archive import verified_final_manifest
-from callrec_desktop.desk import Desk, DeskError, Fault
+from callrec_desktop.desk import Desk, Fault
 from callrec_desktop.ui.adapter import DeskAdapter, TaskResult, emit_signal
 from callrec_desktop.ui.main_window import MainWindow
 from callrec_desktop.ui.widgets import InfoBar
@@ -123,11 +125,11 @@ class DemoRunner(QObject):
             self.call_id = self.desk.start_call(e.line, caller=e.caller, external_id=e.external_id, source=src,
                                                 at_frame=step.at_frame)
             how = f"call {self.call_id}"
-        elif e.event == "payment_started":
-            how = self._take_payment(step)
+        elif e.event == "payment_started":  # only with the DTMF trigger off (demo_events)
+            self.desk.take_payment(source=src, at_frame=step.at_frame)
+            how = "paused for payment by the script"
         elif e.event == "payment_ended":
-            self.desk.payment_finished(source=src)
-            how = "payment finished"
+            how = self._payment_finished()
         elif e.event == "transferred":
             self.desk.transfer(e.to, source=src, at_frame=step.at_frame)
             how = f"transferred to {e.to}"
@@ -139,17 +141,14 @@ class DemoRunner(QObject):
         self.applied.append((e.event, how))
         log.info("demo: %s at %.2f s: %s", e.event, step.at_frame / self.rate, how)
 
-    def _take_payment(self, step: DemoStep) -> str:
-        """The agent's (late) Take payment: nothing to do if the DTMF trigger already paused."""
-        if self.desk.status().payment_in_progress:
-            return "already paused by the DTMF trigger"
-        try:
-            self.desk.take_payment(source=EventSource.SCRIPT, at_frame=step.at_frame)
-        except DeskError:
-            if self.desk.status().payment_in_progress:  # the trigger won a race with us
-                return "already paused by the DTMF trigger"
-            raise
-        return "paused for payment by the script"
+    def _payment_finished(self) -> str:
+        """The agent's Payment finished. With no pause on (the trigger did not pause) there is
+        nothing to finish: said in the log and in ``applied``, and the demo goes on."""
+        if not self.desk.status().payment_in_progress:
+            log.warning("demo: no payment pause to finish: the DTMF trigger did not pause")
+            return "no payment pause to finish"
+        self.desk.payment_finished(source=EventSource.SCRIPT)
+        return "payment finished"
 
     def _on_checked(self, result: TaskResult) -> None:
         self._checking = False
@@ -187,7 +186,7 @@ class DemoSession:
     def __init__(self, config: Config, store, *, demo: DemoCall | None = None, speed: float = 1.0,
                  spool_dir: Path | None = None, notice_text: str = "", **window_kwargs) -> None:
         from callrec_desktop.compose import build_desk
-        from callrec_desktop.triggers.dtmf_trigger import DtmfPaymentTrigger
+        from callrec_desktop.triggers.compose import automatic_triggers
 
         self.config = demo_config(config)
         self.demo = demo or load_demo(config=self.config)
@@ -199,10 +198,10 @@ class DemoSession:
         rate = self.config.recorder.sample_rate
         self.desk = build_desk(self.config, store=store, spool_dir=spool_dir, channels=2,
                                source_factory=demo_source_factory(self.config, self.demo, speed))
-        self.dtmf_trigger = None
-        if self.config.triggers.dtmf_enabled:
-            self.dtmf_trigger = DtmfPaymentTrigger(self.desk, rate, channel=1)
-            self.desk.add_block_observer(self.dtmf_trigger)
+        self.triggers = automatic_triggers(self.config, self.desk, channels=2)
+        for observe in self.triggers.block_observers:
+            self.desk.add_block_observer(observe)
+        self.dtmf_trigger = self.triggers.dtmf
         self.adapter = DeskAdapter(self.desk)
         self.desk.add_listener(self.adapter.emit_status)
         window_kwargs.setdefault("confirm", lambda *args: True)  # a demo asks no "are you sure?"
@@ -215,9 +214,7 @@ class DemoSession:
         self.progress.setObjectName("demoProgress")
         self.progress.setStyleSheet("color: #475467; padding: 0 8px;")
         self.window.statusBar().addPermanentWidget(self.progress, 1)
-        late = AGENT_LATE_SECONDS if self.dtmf_trigger is not None else 0.0
-        lookbehind = round(self.config.recorder.lookbehind_seconds * rate)
-        steps = demo_steps(self.demo.events, rate, lookbehind_frames=lookbehind, agent_late_seconds=late)
+        steps = demo_steps(demo_events(self.demo, dtmf_trigger=self.dtmf_trigger is not None), rate)
         self.runner = DemoRunner(self.desk, self.adapter, store, self.demo, steps, sample_rate=rate, speed=speed)
         self.runner.finished.connect(self._on_runner_finished)
         self.runner.failed.connect(self._on_runner_failed)

@@ -19,7 +19,7 @@ from callrec_desktop.archive import decode_call
 from callrec_desktop.audio.dtmf import DtmfDetector
 from callrec_desktop.audio.sources import AudioBlock
 from callrec_desktop.config import load_config
-from callrec_desktop.demo import demo_steps, load_demo
+from callrec_desktop.demo import demo_events, demo_steps, load_demo
 from callrec_desktop.ui.widgets import describe_state
 
 SPEED = 3.0
@@ -74,9 +74,11 @@ def test_the_demo_plays_the_call_through_the_window_into_the_embedded_store(demo
     assert manifest.end.reason == "transferred" and manifest.end.department == "Housing"
     assert len(manifest.pauses) == 1
     pause = manifest.pauses[0]
-    # the DTMF trigger paused first (the demo's agent presses Take payment late on purpose)
-    assert pause.reason == "payment" and pause.source == "automatic"
-    assert ("payment_started", "already paused by the DTMF trigger") in session.runner.applied
+    # the pause is the DTMF trigger's (the demo applies no scripted payment_started); the
+    # scripted agent's Payment finished ended it
+    assert pause.reason == "payment" and pause.source == "automatic" and pause.end_source == "script"
+    assert [event for event, _ in session.runner.applied] == ["call_started", "payment_ended", "transferred"]
+    assert ("payment_ended", "payment finished") in session.runner.applied
 
     # every key tone of the original falls inside the pause...
     original, rate = sf.read(load_demo().audio, dtype="float32", always_2d=True)
@@ -95,20 +97,16 @@ def test_the_demo_plays_the_call_through_the_window_into_the_embedded_store(demo
     assert not stored[pause.offset_frames + 320: pause.offset_frames + pause.duration_frames - 320].any()
 
 
-def test_the_late_agent_press_is_stamped_where_the_script_says():
-    """Without the trigger the scripted pause is applied on time; with it, late but stamped at
-    the script's frame, and never later than the look-behind allows."""
-    events = load_demo().events
-    on_time = {s.event.event: s for s in demo_steps(events, RATE, lookbehind_frames=2 * RATE, agent_late_seconds=0)}
-    late = {s.event.event: s for s in demo_steps(events, RATE, lookbehind_frames=2 * RATE)}
-    tiny = {s.event.event: s for s in demo_steps(events, RATE, lookbehind_frames=RATE // 5)}
-    pay = on_time["payment_started"]
-    assert pay.due_frame == pay.at_frame
-    assert late["payment_started"].at_frame == pay.at_frame
-    assert late["payment_started"].due_frame == pay.at_frame + round(1.5 * RATE)
-    assert tiny["payment_started"].due_frame == pay.at_frame  # 0.2 s look-behind: no room to be late
-    for name in ("call_started", "payment_ended", "transferred"):
-        assert late[name].due_frame == late[name].at_frame == on_time[name].at_frame
+def test_with_the_trigger_on_the_demo_leaves_the_pause_to_it():
+    """With the DTMF trigger on, the script's payment_started is not applied (the pause must
+    come from the trigger); with it off, the scripted agent pauses. Every step is applied once
+    capture reaches it, stamped at its own frame."""
+    demo = load_demo()
+    assert [e.event for e in demo.events] == ["call_started", "payment_started", "payment_ended", "transferred"]
+    assert [e.event for e in demo_events(demo, dtmf_trigger=True)] == ["call_started", "payment_ended", "transferred"]
+    assert demo_events(demo, dtmf_trigger=False) == demo.events
+    for step in demo_steps(demo.events, RATE):
+        assert step.due_frame == step.at_frame == step.event.frame(RATE)
 
 
 def test_try_the_demo_opens_a_demo_window_over_the_main_one(make_rig, qtbot):

@@ -273,3 +273,98 @@ def test_an_unreachable_store_is_one_clear_error_for_every_reading_command(tmp_p
     errors = [line for line in proc.stderr.splitlines() if line.startswith("callrec: error: ")]
     assert len(errors) == 1 and "s3://calls/site1" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr and "INFO" not in proc.stderr
+
+
+# ---- the automatic payment triggers and the script on one timeline ---------------------------
+
+
+def keyed_call(path: Path, seconds: float, keys: list[tuple[float, str]], seed: int = 3) -> np.ndarray:
+    """A stereo WAV: speech-like sound on both sides, the caller's side replaced by key tones
+    (80 ms tones, 80 ms gaps, -12 dBFS per tone) where ``keys`` [(start seconds, digits)] say."""
+    from tests.support.dtmf_reference import dtmf_sequence
+    from tests.unit.audio.test_dtmf import speech
+
+    rng = np.random.default_rng(seed)
+    audio = np.stack([0.5 * speech(seconds, rng), 0.5 * speech(seconds, rng)], axis=1)
+    for start, digits in keys:
+        tones = dtmf_sequence(digits, RATE, 0.08, 0.08, level_dbfs=-12.0)
+        at = round(start * RATE)
+        audio[at : at + len(tones), 1] = tones
+    sf.write(path, audio, RATE, subtype="PCM_16")
+    return audio
+
+
+def test_record_attaches_the_dtmf_trigger_and_interleaves_its_pauses_with_the_script(tmp_path, env):
+    """The card number is keyed from 3 s. The trigger pauses at least 1.5 s before the first
+    digit; the script's payment_started at 4 s is merged into that pause (no error; it keeps
+    its earlier start and its source), the script's payment_ended at 7 s ends it; the security
+    code keyed at 9 s pauses again (never before 7 s), until the transfer at 11 s."""
+    from tests.support.dtmf_reference import leaked_digits
+
+    keyed_call(tmp_path / "call.wav", 12.0, [(3.0, "4929123456781234"), (9.0, "737")])
+    script = write_script(tmp_path / "call.json", [
+        {"at": 0.0, "event": "call_started", "line": "01443 425002"},
+        {"at": 4.0, "event": "payment_started"},
+        {"at": 7.0, "event": "payment_ended"},
+        {"at": 11.0, "event": "transferred", "to": "Planning"},
+    ])
+    rec = run(["record", "--source", tmp_path / "call.wav", "--script", script, "--store", tmp_path / "store",
+               "--codec", "flac"], env, 0)
+    [line] = rec.stdout.splitlines()
+    result = json.loads(line)
+    assert result["pauses"] == 2 and result["pause_sources"] == ["automatic", "automatic"]
+    assert result["end_reason"] == "transferred" and result["duration_seconds"] == 11.0
+    assert rec.stderr.count("card key tones heard, paused for payment") == 2, rec.stderr
+    assert "error" not in rec.stderr
+
+    [manifest] = [json.loads(p.read_text()) for p in (tmp_path / "store" / "manifests").rglob("*.json")]
+    first, second = manifest["pauses"]
+    assert 1.0 <= first["offset_seconds"] <= 1.5  # 1.5 s (up to 2 s) before the first digit at 3 s
+    assert first["offset_seconds"] + first["wall_seconds"] == 7.0 and first["end_source"] == "script"
+    assert 7.0 <= second["offset_seconds"] <= 7.5  # never before the payment_ended it follows
+    assert second["offset_seconds"] + second["wall_seconds"] == 11.0 and second["end_source"] == "script"
+
+    out = tmp_path / "out.wav"
+    run(["export", result["call_id"], "--store", tmp_path / "store", "--out", out, "--purpose", "staff_training"],
+        env, 0)
+    back, _ = sf.read(out, dtype="float32", always_2d=True)
+    assert back.shape == (11 * RATE, 2)
+    a, b, c = first["offset_frames"], 7 * RATE, second["offset_frames"]
+    assert not back[a:b].any() and not back[c:].any()
+    assert np.abs(back[: a - 160]).max() > 0.1 and np.abs(back[b:c]).max() > 0.1  # the talk around it is kept
+    assert not any(leaked_digits(out).values()), leaked_digits(out)
+    assert leaked_digits(tmp_path / "call.wav")["multimon-ng/caller"] == "4929123456781234737"  # they were there
+
+
+def test_a_scripted_pause_already_on_is_left_alone_by_the_trigger(tmp_path, env):
+    keyed_call(tmp_path / "call.wav", 6.0, [(2.0, "1234")])
+    script = write_script(tmp_path / "call.json", [
+        {"at": 0.0, "event": "call_started", "line": "01443 425002"},
+        {"at": 1.0, "event": "payment_started"},
+        {"at": 3.5, "event": "payment_ended"},
+        {"at": 5.0, "event": "call_ended"},
+    ])
+    result = json.loads(run(["record", "--source", tmp_path / "call.wav", "--script", script, "--store",
+                             tmp_path / "store"], env, 0).stdout)
+    assert result["pause_sources"] == ["script"]
+
+
+def test_a_mono_source_says_the_dtmf_trigger_is_off(tmp_path, env):
+    t = np.arange(3 * RATE) / RATE
+    sf.write(tmp_path / "mono.wav", 0.3 * np.sin(2 * np.pi * 440 * t), RATE, subtype="FLOAT")
+    script = write_script(tmp_path / "call.json", CALL[:1] + [{"at": 2.0, "event": "call_ended"}])
+    proc = run(["record", "--source", tmp_path / "mono.wav", "--script", script, "--store", tmp_path / "store"],
+               env, 0)
+    assert "DTMF payment trigger off: mono recording has no caller channel" in proc.stderr
+    assert json.loads(proc.stdout)["pauses"] == 0
+
+
+def test_events_past_the_end_of_the_file_still_happen_at_their_own_time(tmp_path, env):
+    """A script may run past its source: the transfer at 11 s of a 9 s file still ends the call
+    as transferred, at 11 s (the frames after the audio are not there to keep)."""
+    tone_file(tmp_path / "call.wav", 9.0)
+    script = write_script(tmp_path / "call.json", CALL)
+    result = json.loads(run(["record", "--source", tmp_path / "call.wav", "--script", script, "--store",
+                             tmp_path / "store"], env, 0).stdout)
+    assert result["end_reason"] == "transferred" and result["transferred_to"] == "Planning"
+    assert result["pause_sources"] == ["script"] and result["duration_seconds"] == 11.0
