@@ -100,9 +100,15 @@ class TrayIcon(QObject):
 
 
 def notification_body(message: str) -> str:
-    """``message`` as the body of a desktop notification, shown literally: the freedesktop
-    notification servers (GNOME, KDE, XFCE…) read a small HTML subset, ``<img>`` included, in
-    the body, so it is escaped there; Windows and macOS show the body as plain text."""
-    if sys.platform in ("win32", "darwin"):
+    """``message`` as the body of a desktop notification, never read as markup.
+
+    Where Qt sends it to a freedesktop notification server (GNOME, KDE, XFCE…: Linux with a
+    StatusNotifier tray), the server reads a small HTML subset, ``<img>`` included, in the
+    body; where Qt draws its own balloon (no such tray, Windows, macOS) the body is plain text.
+    Which one Qt uses cannot be asked from here (QtDBus is not in the bundle), so on Linux a
+    message holding ``<`` or ``>`` is escaped: literal on a notification server, visibly
+    escaped (``&lt;``) in a balloon, and a tag in neither. Any other message is left as it is
+    (an ``&`` alone is not markup a server acts on)."""
+    if sys.platform in ("win32", "darwin") or not ("<" in message or ">" in message):
         return message
     return html.escape(message, quote=False)

@@ -140,6 +140,8 @@ def test_every_field_of_the_handlers_window_tray_and_compact_window_is_shown_as_
         # (notification servers keep the body's line breaks; an HTML renderer makes them spaces)
         assert rendered(tray_mod.notification_body(message)) == (message.replace("\n", " "), [])
     assert_no_label_renders_html(w)
+    # an ordinary message goes out as it is (a balloon shows it as plain text too)
+    assert tray_mod.notification_body("Revenues & Benefits: upload failed") == "Revenues & Benefits: upload failed"
 
 
 # ---- the Library --------------------------------------------------------------------------------
