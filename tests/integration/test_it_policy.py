@@ -5,7 +5,8 @@ file cannot switch off the payment triggers IT set (the attempt is logged once),
 IT's file is found where the platform puts it (``XDG_CONFIG_DIRS`` on Linux, set per test to a
 tmp folder); the handler's file is named by the real `--config` flag. In-process tests parse
 the real command line and load the Config the command would record with; the subprocess tests
-run `callrec` as a user would.
+run `callrec` as a user would, one of them on card key tones, with the independent reference
+decoders (multimon-ng, spandsp dtmf_rx) on every stored chunk.
 """
 
 from __future__ import annotations
@@ -130,3 +131,42 @@ def test_the_window_logs_the_override_attempt_once_into_its_log_file(files):
     log_text = (tmp_path / "log" / "callrec-desktop.log").read_text()
     assert log_text.count(message) == 1 and f"WARNING MainThread callrec_desktop.config: {message}" in log_text
     assert proc.stderr.count(message) == 1
+
+
+def test_record_with_the_key_tone_trigger_off_in_the_config_file_still_pauses_when_it_enabled_it(files):
+    """The recording itself: card key tones on the caller's side, a script that only starts and
+    ends the call, the handler's --config file switching the trigger off. With IT's file the
+    call pauses on its own and no reference decoder finds a digit in any stored chunk; without
+    IT's file (the control) the same run stores the digits, so the handler's file was in force."""
+    from tests.support.dtmf_reference import dtmf_sequence, leaked_digits_in
+
+    tmp_path, it, user = files
+    card = "4929123456781234"
+    caller = np.concatenate([np.zeros(RATE), dtmf_sequence(card, RATE, 0.1, 0.1), np.zeros(RATE)])
+    t = np.arange(len(caller)) / RATE
+    sf.write(tmp_path / "card.wav", np.stack([0.05 * np.sin(2 * np.pi * 440 * t), caller], axis=1), RATE,
+             subtype="FLOAT")
+    seconds = len(caller) / RATE
+    (tmp_path / "card.json").write_text(json.dumps([
+        {"at": 0.0, "event": "call_started", "line": "01443 425002"},
+        {"at": round(seconds - 0.25, 2), "event": "call_ended"}]))
+
+    def record(store: str) -> tuple[dict, dict]:
+        (tmp_path / store).mkdir()
+        proc = run(["--config", user, "record", "--source", "card.wav", "--script", "card.json", "--store", store],
+                   tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        [result] = [json.loads(line) for line in proc.stdout.splitlines()]
+        [stored] = (tmp_path / store / "manifests").rglob(f"{result['call_id']}.json")
+        chunks = sorted(f for f in (tmp_path / store / "audio").rglob("*") if f.is_file())  # FLAC, or Opus without IT
+        return json.loads(stored.read_text()), leaked_digits_in(chunks)
+
+    manifest, leaked = record("with-it")
+    assert [p["reason"] for p in manifest["pauses"]] == ["payment"]
+    assert manifest["pauses"][0]["source"] != "script"  # the trigger paused it, not the script
+    assert leaked == {}, leaked
+
+    it.unlink()  # the control: only the handler's file, which switches the trigger off
+    manifest, leaked = record("without-it")
+    assert manifest["pauses"] == []
+    assert any(card[:6] in digits for digits in leaked.values()), leaked
