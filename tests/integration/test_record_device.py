@@ -91,3 +91,66 @@ def test_a_tone_played_during_the_payment_window_never_reaches_the_store(tmp_pat
     assert np.abs(before).max() > 0.1 and np.abs(after).max() > 0.1
     assert abs(band_db(before, SPEECH_HZ) - band_db(after, SPEECH_HZ)) < 6
     assert p.recorder.results.errors == [] and source.overflows == 0
+
+
+def test_the_composed_dtmf_trigger_reaches_back_over_digits_it_missed_on_the_device(tmp_path, pulse_server):
+    """The automatic triggers as ``callrec record`` composes them (``automatic_triggers`` over a
+    bare Recorder), on the real capture path: the caller keys six 20 ms tones (which the
+    detector must reject, ITU-T Q.24) then ten 40 ms tones. The pause starts before the first
+    short tone captured, so the stored caller side holds no key-tone energy at all."""
+    from callrec_desktop.audio.dtmf import COL_HZ, ROW_HZ
+    from callrec_desktop.config import load_config
+    from callrec_desktop.triggers.compose import RecorderTarget, automatic_triggers
+    from tests.support.dtmf_reference import dtmf_tone, multimon_digits
+
+    card = "4929123456781234"
+    lead = 2.0
+    caller = np.zeros(round((lead + 2.5) * RATE))
+    for i, d in enumerate(card):
+        x = dtmf_tone(d, RATE, 0.02 if i < 6 else 0.04, -15.0, ramp_seconds=0.001)
+        at = round((lead + 0.1 * i) * RATE)
+        caller[at : at + len(x)] = x
+    agent = 0.3 * np.sin(2 * np.pi * SPEECH_HZ * np.arange(len(caller)) / RATE)
+    played = np.stack([agent, caller], axis=1).astype(np.float32)
+    assert multimon_digits(caller, RATE) == card  # the short ones decode too: a leak would show
+
+    class FirstTone:
+        """Recorder thread: the first captured frame of the caller's first key tone."""
+
+        def __init__(self) -> None:
+            self.frame: int | None = None
+
+        def __call__(self, block) -> None:  # noqa: ANN001
+            hot = np.flatnonzero(np.abs(block.data[:, 1]) > 0.02)
+            if self.frame is None and len(hot):
+                self.frame = block.start_frame + int(hot[0])
+
+    config = load_config(system_file=None, user_file=None, env={})
+    source = DeviceSource("pulse", None, channels=2, sample_rate=RATE, block_frames=320)
+    p = pipeline(tmp_path, np.zeros((0, 2), np.float32), settings("opus", lookbehind_seconds=2.0), source=source)
+    triggers = automatic_triggers(config, RecorderTarget(p.recorder), channels=2)
+    first = FirstTone()
+    p.recorder._block_observers += [first, *triggers.block_observers]  # the recorder's hook for detectors
+    p.recorder.start()
+    p.uploader.start()
+    try:
+        p.recorder.start_call("01443 425002", "Council Tax", source=EventSource.SCRIPT)
+        pulse_server.play(played, wait=True, timeout=30)
+        p.recorder.end_call(source=EventSource.SCRIPT)
+    finally:
+        p.recorder.stop()
+        p.recorder.join(30)
+        p.uploader.stop(10)
+    assert p.uploader.drain(30)
+    [finished] = p.recorder.results.manifests
+    m = load_manifest(p.store, finished.call_id)
+    [pause] = m.pauses
+    assert (pause.reason, pause.source) == ("payment", "automatic")
+    hit_frame, asked = triggers.dtmf.pauses[0]  # capture frames
+    assert first.frame is not None and hit_frame - first.frame >= 0.5 * RATE  # the detector missed the short ones
+    assert asked <= first.frame  # the pause reaches back over them
+    out = decode_call(p.store, m)
+    assert not out[pause.offset_frames :].any()
+    for hz in ROW_HZ + COL_HZ:
+        assert band_db(out[:, 1], hz) < band_db(out[:, 0], SPEECH_HZ) - 60
+    assert verify_call(p.store, m) == [] and p.recorder.results.errors == [] and source.overflows == 0
