@@ -587,7 +587,8 @@ def refuse_flags_against_it(config: Config, flags: Iterable[tuple[str, str, Any]
     checked like a settings value (relative paths against the current folder) and compared
     with IT's. Refused rather than silently replaced, so a script never believes it recorded
     FLAC into its own folder when it did not. Raises ``ConfigError`` naming the flag, the key,
-    IT's value and IT's file; also on a flag value that is not valid for its key.
+    IT's value and IT's file; also on a flag value that is not valid for its key. Called by the
+    CLI's main thread before anything is opened.
     """
     for flag, dotted, value in flags:
         if value is None or not config.set_by_it(dotted):

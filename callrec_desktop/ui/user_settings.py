@@ -84,7 +84,7 @@ def lock_reason(config: Config, key: str) -> str | None:
 
     From the loaded config's own record of which file each value came from: IT's machine-wide
     file (which wins over every other file), or the ``--config`` / ``CALLREC_CONFIG`` file,
-    read after the per-user one. Any key, not only those the dialog edits.
+    read after the per-user one. Any key, not only those the dialog edits. No I/O: any thread.
     """
     origin = config.origins.get(key)
     if origin is None:
