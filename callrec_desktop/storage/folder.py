@@ -49,6 +49,7 @@ from callrec_desktop.storage.base import (
 from callrec_desktop.storage.layout import InvalidKeyError, check_prefix, check_relative_key
 
 BLOCK_SIZE = 1024 * 1024
+MAX_LIST_DEPTH = 8  # folders below the root a listing descends (layout keys use at most 5)
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _NOT_ALLOWED = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR}
@@ -288,6 +289,10 @@ class FolderStore:
         return self._walk(start, prefix)
 
     def _walk(self, rel_dir: str, prefix: str) -> Iterator[str]:
+        if rel_dir.count("/") >= MAX_LIST_DEPTH:
+            # No layout key is this deep: a folder nested past it is not the store's (and a
+            # thousand levels would exhaust the recursion of this walk).
+            return
         try:
             with os.scandir(self.root / rel_dir if rel_dir else self.root) as it:
                 entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it if not e.name.startswith(".")]

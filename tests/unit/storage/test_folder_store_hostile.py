@@ -104,3 +104,18 @@ def test_listing_names_hostile_entries_so_readers_can_report_them(root):
     os.mkfifo(root / "manifests/2026/11/29/fifo.json")
     assert list(FolderStore(root).list("manifests/")) == [
         KEY, "manifests/2026/11/29/fifo.json"]
+
+
+def test_a_thousand_nested_folders_do_not_exhaust_the_listing(root):
+    levels = [root / "manifests"]
+    for _ in range(1200):  # made (and removed) one at a time: os.makedirs itself recurses
+        levels.append(levels[-1] / "d")
+        os.mkdir(levels[-1])
+    (levels[-1] / "x.json").write_text("{}")
+    (root / KEY).write_text("{}")
+    try:
+        assert list(FolderStore(root).list("manifests/")) == [KEY]
+    finally:
+        (levels[-1] / "x.json").unlink()
+        for level in reversed(levels[1:]):
+            os.rmdir(level)
