@@ -38,11 +38,11 @@ PROMISED_SECONDS = 5.0  # issue 9: SIGTERM or session end during a call ends it 
 class App:
     """One run of the real app against ``store`` (a folder path) and the virtual audio server."""
 
-    def __init__(self, tmp_path: Path, pulse_server, store: Path) -> None:
+    def __init__(self, tmp_path: Path, pulse_server, store: Path | str, store_extra: str = "") -> None:
         self.tmp_path = tmp_path
         self.port = free_port()
         self.cfg = tmp_path / "settings.toml"
-        self.cfg.write_text(f'[store]\nurl = "{store}"\n[paths]\nspool_dir = "{tmp_path / "spool"}"\n'
+        self.cfg.write_text(f'[store]\nurl = "{store}"\n{store_extra}[paths]\nspool_dir = "{tmp_path / "spool"}"\n'
                             f'log_dir = "{tmp_path / "log"}"\n[control]\nport = {self.port}\n'
                             '[recorder]\nchunk_seconds = 1\n[identity]\nagent_id = "agent-term"\n'
                             '[upload]\ninitial_backoff_seconds = 0.05\nmax_backoff_seconds = 1\n')
@@ -99,8 +99,8 @@ class App:
 def make_app(tmp_path, pulse_server):
     apps: list[App] = []
 
-    def make(store: Path) -> App:
-        app = App(tmp_path, pulse_server, store)
+    def make(store: Path | str, store_extra: str = "") -> App:
+        app = App(tmp_path, pulse_server, store, store_extra)
         apps.append(app)
         return app
 
@@ -179,3 +179,46 @@ def test_with_the_store_unreachable_the_final_manifest_waits_in_the_spool_and_up
     stored = wait_for(uploaded, 30, "the call to be uploaded by the next start")
     assert (stored.end, stored.chunks, stored.frames) == (m.end, m.chunks, m.frames)
     again.signal_and_wait(signal.SIGTERM)
+
+
+def test_a_store_that_never_answers_does_not_hold_the_exit_and_the_call_uploads_at_the_next_start(
+        tmp_path, make_app, pulse_server, s3_server):
+    """The real S3 server behind a proxy that holds every request without an answer (an
+    upload is in flight at the signal, and would only fail at the 30 s read timeout): the app
+    still exits within 5 s; the final manifest waits in the spool; the next start uploads it."""
+    from callrec_desktop.credentials import profile_for
+    from callrec_desktop.storage.s3 import S3Store
+    from tests.support.faultproxy import FaultProxy
+
+    bucket = s3_server.make_bucket()
+    with FaultProxy("127.0.0.1", s3_server.port, p=1.0, faults=("silent",)) as proxy:
+        url = f"s3://{bucket}/calls"
+        extra = f'endpoint_url = "{proxy.endpoint_url}"\nregion = "{s3_server.region}"\naddressing_style = "path"\n'
+        app = make_app(url, extra)
+        secret = json.dumps({"access_key_id": s3_server.access_key, "secret_access_key": s3_server.secret_key})
+        app.keyring_file.write_text(json.dumps({"callrec-desktop": {profile_for(proxy.endpoint_url, bucket): secret}}))
+        client = app.start()
+        call_id = client.call_started("01443 425004")["call_id"]
+        pulse_server.play(tone(600.0, 1.5))
+        wait_for(lambda: proxy.counts["silent"] >= 1, 20, "an upload held by the silent store")
+        took, out = app.signal_and_wait(signal.SIGTERM)
+        assert app.proc.returncode == 0, out
+        assert took < PROMISED_SECONDS, f"exit took {took:.1f} s with an upload in flight\n{out}"
+        m = spooled_manifest(tmp_path / "spool", call_id)
+        assert m is not None and (m.status, m.end.reason) == ("complete", "shutdown")
+
+        proxy.p = 0.0  # the store answers again
+        proxy.release()
+        again = make_app(url, extra)
+        again.start()
+        store = S3Store(bucket, "calls", endpoint_url=s3_server.endpoint_url, region=s3_server.region,
+                        addressing_style="path", credentials=(s3_server.access_key, s3_server.secret_key))
+
+        def uploaded():
+            found = [x for x in iter_manifests(store) if getattr(x, "call_id", None) == call_id]
+            return found[0] if found and not verify_call(store, found[0]) else None
+
+        stored = wait_for(uploaded, 30, "the call to be uploaded by the next start")
+        assert (stored.end, stored.chunks, stored.frames) == (m.end, m.chunks, m.frames)
+        again.signal_and_wait(signal.SIGTERM)
+    print(f"\nSIGTERM with an upload held by a silent store: exited {took:.2f} s after the signal")
