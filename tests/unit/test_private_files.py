@@ -177,6 +177,7 @@ def test_tighten_at_start_covers_settings_cache_data_and_logs(tmp_path, umask022
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text("")
         os.chmod(f, 0o644)
+    os.chmod(tmp_path / "cache" / app / "waveforms", 0o755)
     (tmp_path / "data" / app / "store").mkdir(parents=True)
     os.chmod(tmp_path / "data" / app, 0o755)
     custom_logs = tmp_path / "custom-logs"
@@ -188,7 +189,8 @@ def test_tighten_at_start_covers_settings_cache_data_and_logs(tmp_path, umask022
 
     assert Path(platformdirs.user_cache_dir(app, appauthor=False)) == tmp_path / "cache" / app
     private_files.tighten_at_start(log_dir=custom_logs)
-    assert all(mode(f) == 0o600 for f in files)
+    assert [mode(f) for f in files] == [0o600, 0o600, 0o600, 0o644]  # a cached waveform: not walked, but
+    assert mode(tmp_path / "cache" / app / "waveforms") == 0o700  # its folder is closed
     assert mode(tmp_path / "data" / app) == 0o700
     assert mode(custom_logs / "callrec-desktop.log") == mode(custom_logs / "callrec-desktop.log.1") == 0o600
     assert mode(custom_logs / "someone-else.log") == 0o644  # a folder the user named: only our files
@@ -332,3 +334,16 @@ def test_waveform_cache_and_exports_are_private(tmp_path, umask022):
     for suffix in (".wav", ".flac", ".opus"):
         export_call(store, m.call_id, tmp_path / "exports" / f"call{suffix}")
     assert_all_private(tmp_path / "exports")
+
+
+def test_tighten_to_a_depth_changes_only_the_entries_that_deep(tmp_path, umask022):
+    (tmp_path / "cache" / "waveforms" / "deeper").mkdir(parents=True)
+    (tmp_path / "cache" / "catalog.sqlite").write_text("")
+    (tmp_path / "cache" / "waveforms" / "x.npz").write_text("")
+    for p in [tmp_path / "cache", *(tmp_path / "cache").rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    assert tighten(tmp_path / "cache", depth=1) == 3
+    assert walk_modes(tmp_path / "cache") == {".": 0o700, "catalog.sqlite": 0o600, "waveforms": 0o700,
+                                              "waveforms/x.npz": 0o644, "waveforms/deeper": 0o755}
+    assert tighten(tmp_path / "cache", depth=2) == 2
+    assert tighten(tmp_path / "cache") == 0
