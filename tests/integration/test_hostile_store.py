@@ -43,6 +43,7 @@ def hostile(tmp_path_factory) -> tuple[HostileStore, dict]:
     good = h.good[0].call_id
     out = {
         "ls": _run(["ls", "--store", store, "--json"], env),
+        "ls text": _run(["ls", "--store", store], env),
         "verify": _run(["verify", "--store", store], env),
         "sync": _run(["catalog", "sync", "--store", store, "--db", db], env),
         "find": _run(["find", "--store", store, "--db", db, "--json"], env),  # syncs again (incremental)
@@ -170,6 +171,10 @@ def test_html_and_terminal_escapes_are_data_listed_as_such(hostile):
     case = h.case("html_ansi")
     [row] = [json.loads(line) for line in out["ls"].stdout.splitlines() if case.call_id in line]
     assert row["caller"] == hostile_store.HTML and row["department"] == hostile_store.HTML
+    assert row["line"] == "01443" + hostile_store.ANSI  # JSON keeps the raw value (escaped by JSON)
+    text = out["ls text"].stdout
+    assert case.call_id in text and "<h1>Big</h1>" in text  # the department, as text
+    assert "\x1b" not in text + out["ls text"].stderr + out["verify"].stdout  # no terminal escape printed
     assert f"FAULT {case.key}" not in out["verify"].stdout
 
 

@@ -156,7 +156,7 @@ def build(root: Path, work: Path) -> HostileStore:
     # ---- odd but legal text: listed, and shown as text ---------------------------------------------
     cid = _call_id(n + 1)
     d = doc_for(cid, agent=ANSI, caller=HTML, chunks=[], pauses=[])
-    d["line"] = {"number": "01443 425002", "department": HTML}
+    d["line"] = {"number": "01443" + ANSI, "department": HTML}
     manifest_case("html_ansi", "valid", "HTML and terminal escapes in the caller, department and agent", doc=d)
 
     # ---- bad notes and access events on the first good call ----------------------------------------
