@@ -72,11 +72,12 @@ class Desk:
         self._source_factory = source_factory
         # Replaced (never mutated) when one is added, so the recorder thread can iterate it freely.
         self._extra_observers: tuple[Callable[[AudioBlock], None], ...] = tuple(block_observers or ())
-        # Guards _status, _recorder, _mirrored, _mirrored_revision and _payment_key. Never held
+        # Guards _status, _recorder, _opening, _mirrored, _mirrored_revision and _payment_key. Never held
         # while calling the recorder (its listeners call back in) nor while calling listeners.
         self._lock = threading.Lock()
         self._status = DeskStatus()
         self._recorder: Recorder | None = None  # the one capturing now, if any
+        self._opening = False  # start_capture is opening a device (on some thread)
         # The recorder whose call state the status shows: the latest one started. It stays
         # after its capture failed (its call ended as interrupted) until another one starts.
         self._mirrored: Recorder | None = None
@@ -114,22 +115,30 @@ class Desk:
         self.start_capture()
 
     def start_capture(self) -> bool:
-        """(Re)open the audio source and start the recorder thread. False if no device."""
+        """(Re)open the audio source and start the recorder thread. False if no device.
+        Any thread (a worker: opening a device is I/O); a second call while one is opening the
+        device returns True at once rather than start a second recorder."""
         with self._lock:
-            if self._recorder is not None:
+            if self._recorder is not None or self._opening:
                 return True
+            self._opening = True
         try:
             source = self._source_factory()
             recorder = Recorder(
                 source, self._spool, self._settings, self._identity,
                 block_observers=[self._measure_levels, self._observe_extra],
             )
-        except (AudioSourceError, ValueError) as exc:
+        except BaseException as exc:
+            with self._lock:
+                self._opening = False
+            if not isinstance(exc, (AudioSourceError, ValueError)):
+                raise
             self._set_fault(Fault.NO_DEVICE, str(exc))
             return False
         # Bound to its recorder: a late event from a replaced recorder is recognised as such.
         recorder.add_listener(functools.partial(self._on_recorder_event, recorder))
         with self._lock:
+            self._opening = False
             self._recorder = recorder
             self._mirrored = recorder
             self._mirrored_revision = -1

@@ -430,3 +430,28 @@ def test_end_for_shutdown_ends_an_open_call_at_once_and_is_harmless_without_one(
     m = finished_manifest(desk, store, call_id)
     assert (m.end.reason, m.end.source) == ("shutdown", "system")
     assert m.pauses[0].end_source == "system"
+
+
+def test_start_capture_on_two_threads_at_once_starts_one_recorder(make_desk):
+    """Try again pressed twice (two workers): the second call, while the first is opening the
+    device, must not start a second recorder that would capture all shift unseen."""
+    desk, _, _ = make_desk()
+    opening, go_on = threading.Event(), threading.Event()
+    made = []
+    real_factory = desk._source_factory
+
+    def slow_factory():
+        made.append(1)
+        opening.set()
+        assert go_on.wait(WAIT)
+        return real_factory()
+
+    desk._source_factory = slow_factory
+    first = threading.Thread(target=desk.start_capture)
+    first.start()
+    assert opening.wait(WAIT)
+    assert desk.start_capture() is True  # while the first is still opening: nothing more
+    go_on.set()
+    first.join(WAIT)
+    assert len(made) == 1 and desk.status().capturing and desk._recorder is not None
+    assert desk.start_capture() is True and len(made) == 1
