@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QLabel
 
 from callrec_desktop.config import Config
@@ -41,7 +41,7 @@ from callrec_desktop.archive import verified_final_manifest
 from callrec_desktop.desk import Desk, Fault
 from callrec_desktop.ui.adapter import DeskAdapter, TaskResult, emit_signal
 from callrec_desktop.ui.main_window import MainWindow
-from callrec_desktop.ui.widgets import InfoBar
+from callrec_desktop.ui.widgets import InfoBar, safe_tooltip
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,7 @@ class DemoSession:
         self.window.banner_area.insertWidget(0, self.intro)
         self.progress = QLabel(self.window)
         self.progress.setObjectName("demoProgress")
+        self.progress.setTextFormat(Qt.TextFormat.PlainText)  # names the store and failure reasons
         self.progress.setStyleSheet("color: #475467; padding: 0 8px;")
         self.window.statusBar().addPermanentWidget(self.progress, 1)
         steps = demo_steps(demo_events(self.demo, dtmf_trigger=self.dtmf_trigger is not None), rate)
@@ -255,7 +256,7 @@ class DemoSession:
         end = manifest.end.department if manifest.end and manifest.end.department else "—"
         self.progress.setText(f"Demo finished: call {manifest.call_id} saved and verified in this PC's store "
                               f"({pauses} payment pause{'s' if pauses != 1 else ''}, transferred to {end}).")
-        self.progress.setToolTip(f"Stored in {self.store.description}")
+        self.progress.setToolTip(safe_tooltip(f"Stored in {self.store.description}"))
 
     def _on_runner_failed(self, reason: str) -> None:
         self._clock.stop()
