@@ -19,7 +19,7 @@ def quiet_credential_loggers() -> None:
 
 class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
     """A ``RotatingFileHandler`` whose files are private to the user (0600, whatever the umask):
-    logs name callers' numbers and calls. Rotation renames, which keeps the mode, and every new
+    logs name callers' numbers and calls; and whose lines never carry a terminal escape. Rotation renames, which keeps the mode, and every new
     file is opened through ``_open``, so the rotated files ``.1`` … ``.N`` are private too.
     Runs on whichever thread logs (``logging`` holds the handler's lock around ``_open``)."""
 
@@ -33,3 +33,11 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
         from callrec_desktop.private_files import open_private
 
         return open_private(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as the formatter makes it, with control characters from the data in it
+        (a department holding ``ESC [ 2 J``) made visible, so reading the log with ``cat`` or
+        ``tail -f`` never runs them as terminal commands."""
+        from callrec_desktop.terminal_text import lines_shown
+
+        return lines_shown(super().format(record))

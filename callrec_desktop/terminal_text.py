@@ -32,6 +32,12 @@ def shown(text: object) -> str:
     return _UNSAFE.sub(lambda m: _escape(m.group()), str(text))
 
 
+def lines_shown(text: str) -> str:
+    """Like ``shown`` but keeps line breaks and tabs: for multi-line text such as a log
+    record with its traceback."""
+    return _UNSAFE.sub(lambda m: m.group() if m.group() in "\n\t" else _escape(m.group()), text)
+
+
 def _escape_json_safe(ch: str) -> str:
     return f"\\u{ord(ch):04x}"
 

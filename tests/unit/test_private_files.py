@@ -228,6 +228,29 @@ def test_rotating_log_files_are_private_rotated_ones_too(tmp_path, umask022):
     assert_all_private(tmp_path / "logs")
 
 
+
+def test_log_lines_never_carry_a_terminal_escape(tmp_path):
+    from callrec_desktop.logs import PrivateRotatingFileHandler
+
+    handler = PrivateRotatingFileHandler(tmp_path / "callrec-desktop.log", encoding="utf-8")
+    logger = logging.getLogger("test_private_files.escape")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.warning("sync: skipped %s: department %s", "manifests/x.json", "\x1b[2JTax")
+        try:
+            raise ValueError("bad\x9b31m")
+        except ValueError:
+            logger.exception("with a traceback")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    text = (tmp_path / "callrec-desktop.log").read_text(encoding="utf-8")
+    assert "\x1b" not in text and "\x9b" not in text
+    assert "department \\x1b[2JTax" in text and "bad\\x9b31m" in text
+    assert "Traceback (most recent call last):\n" in text  # line breaks kept
+
+
 def test_catalogue_and_its_journals_are_private(tmp_path, umask022):
     from callrec_desktop.catalog import Catalog
 
