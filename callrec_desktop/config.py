@@ -167,6 +167,9 @@ class TriggerSettings:
     payment_window_titles: tuple[str, ...] = ()  # regular expressions, matched case-insensitively
     focus_poll_ms: int = 300
     dtmf_enabled: bool = True
+    # A DTMF pause starts at least this long before the first detected digit (digits the
+    # detector missed before it are removed too); more than 0, at most the look-behind.
+    dtmf_reach_back_seconds: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -365,6 +368,7 @@ _SCHEMA: Mapping[str, Mapping[str, _Key]] = {
         "payment_window_titles": _Key("str_list", choices=("regex",)),
         "focus_poll_ms": _Key("int", lo=50, hi=5000),
         "dtmf_enabled": _Key("bool"),
+        "dtmf_reach_back_seconds": _Key("number", lo=0, hi=10),
     },
 }
 
@@ -643,6 +647,16 @@ def _build(merged: Mapping[str, tuple[Any, Path]], defaults: DefaultPaths, sourc
             f"{src('upload.max_backoff_seconds')}), got {_show(upload.initial_backoff_seconds)}"
         )
 
+    reach_back, lookbehind = get("triggers.dtmf_reach_back_seconds"), get("recorder.lookbehind_seconds")
+    if src("triggers.dtmf_reach_back_seconds") == defaults.defaults_file:
+        reach_back = min(reach_back, lookbehind)  # the packaged default is bounded by the look-behind
+    elif not 0 < reach_back <= lookbehind:  # a value someone set: refused when it cannot be honoured
+        raise ConfigError(
+            f"{src('triggers.dtmf_reach_back_seconds')}: triggers.dtmf_reach_back_seconds: must be more than 0 and "
+            f"not more than recorder.lookbehind_seconds ({_show(lookbehind)}, set in "
+            f"{src('recorder.lookbehind_seconds')}), got {_show(reach_back)}"
+        )
+
     agent_id = get("identity.agent_id") or _login_name(src("identity.agent_id"))
     workstation = get("identity.workstation") or socket.gethostname()
 
@@ -663,7 +677,7 @@ def _build(merged: Mapping[str, tuple[Any, Path]], defaults: DefaultPaths, sourc
         lines=load_lines(lines_file or defaults.lines_file),
         sources=sources,
         control=ControlSettings(**section("control")),
-        triggers=TriggerSettings(**section("triggers")),
+        triggers=TriggerSettings(**{**section("triggers"), "dtmf_reach_back_seconds": reach_back}),
     )
 
 
