@@ -48,6 +48,7 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192_000
 MAX_BITRATE = 2_000_000
 MAX_CHUNKS = 100_000
 MAX_CHUNK_BYTES = 256 * 1024 * 1024
+CHUNK_HEADER_BYTES = 64 * 1024  # container and codec headers a chunk may add to its audio
 MIN_YEAR, MAX_YEAR = 2000, 2100  # every time in a store object (retention may run to MAX_YEAR + 2)
 _MIN_TIME = datetime(MIN_YEAR, 1, 1, tzinfo=timezone.utc)
 _MAX_TIME = datetime(MAX_YEAR + 1, 1, 1, tzinfo=timezone.utc)
@@ -394,7 +395,10 @@ class Manifest:
             first, n = cr.int("first_frame", minimum=0, maximum=frames), cr.int("frames", minimum=0, maximum=frames)
             if first + n > frames:
                 raise cr._fail("frames", f"the chunk runs to frame {first + n}, past the call's {frames} frames")
-            size = cr.int("bytes", minimum=0, maximum=MAX_CHUNK_BYTES)
+            # A chunk is never larger than 32-bit PCM of its frames plus its headers: a manifest
+            # cannot make a reader fetch (or hold) more than the audio it claims.
+            size = cr.int("bytes", minimum=0,
+                          maximum=min(MAX_CHUNK_BYTES, n * channels * 4 + CHUNK_HEADER_BYTES))
             chunks.append(ChunkEntry(seq, first, n, size, sha, name))
         seqs = [c.seq for c in chunks]
         if seqs != sorted(set(seqs)):

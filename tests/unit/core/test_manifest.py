@@ -593,3 +593,10 @@ def test_oversized_invalid_utf8_and_duplicate_keys_are_refused():
     with pytest.raises(ManifestError, match=r"key 'agent' appears twice"):
         Manifest.from_json(make().to_json().replace(b'"agent": "jbloggs"', b'"agent": "jbloggs", "agent": "x"'),
                            where="k")
+
+
+def test_chunk_bytes_are_bounded_by_its_frames():
+    doc = good_doc()
+    doc["chunks"][0]["bytes"] = 10 * 48000 * 2 * 4 + 64 * 1024 + 1  # more than 32-bit PCM plus headers
+    with pytest.raises(ManifestError, match=r"chunks\[0\]: bytes: must be at most 3905536"):
+        read(doc)
