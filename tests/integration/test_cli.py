@@ -320,9 +320,9 @@ def test_record_attaches_the_dtmf_trigger_and_interleaves_its_pauses_with_the_sc
     [manifest] = [json.loads(p.read_text()) for p in (tmp_path / "store" / "manifests").rglob("*.json")]
     first, second = manifest["pauses"]
     assert 1.0 <= first["offset_seconds"] <= 1.5  # 1.5 s (up to 2 s) before the first digit at 3 s
-    assert first["offset_seconds"] + first["wall_seconds"] == 7.0 and first["end_source"] == "script"
+    assert first["offset_frames"] + first["duration_frames"] == 7 * RATE and first["end_source"] == "script"
     assert 7.0 <= second["offset_seconds"] <= 7.5  # never before the payment_ended it follows
-    assert second["offset_seconds"] + second["wall_seconds"] == 11.0 and second["end_source"] == "script"
+    assert second["offset_frames"] + second["duration_frames"] == 11 * RATE and second["end_source"] == "script"
 
     out = tmp_path / "out.wav"
     run(["export", result["call_id"], "--store", tmp_path / "store", "--out", out, "--purpose", "staff_training"],
