@@ -29,7 +29,13 @@ from callrec_desktop.core.ids import validate_call_id
 from callrec_desktop.core.manifest import MAX_JSON_BYTES, check_time_bounds, iso_utc, load_json_object, parse_iso_utc
 from callrec_desktop.governance.purposes import Purpose
 from callrec_desktop.storage import layout
-from callrec_desktop.storage.base import ObjectNotFoundError, Store, TransientStoreError, get_capped
+from callrec_desktop.storage.base import (
+    ObjectNotFoundError,
+    ObjectRefusedError,
+    Store,
+    TransientStoreError,
+    get_capped,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +129,12 @@ class AccessLog:
                             self.workstation, at, detail)
         key = layout.access_key(call_id, event.event_id)
         try:
-            self.store.get(key)
+            get_capped(self.store, key, MAX_JSON_BYTES)  # something there, of whatever size
         except ObjectNotFoundError:
             pass
+        except ObjectRefusedError:  # a huge object, a link or a FIFO: something is there
+            raise AccessLogError(f"{self.store.description} {key}: already exists; access events are never "
+                                 f"overwritten") from None
         else:  # 48 random bits in the same millisecond: only a bug or tampering gets here
             raise AccessLogError(f"{self.store.description} {key}: already exists; access events are never overwritten")
         body = event.to_json()
