@@ -67,19 +67,6 @@ def _no_constant(name: str) -> Any:
     raise StoreDataError(f"{name} is not a number JSON allows")
 
 
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
-        raise StoreDataError(f"integer of {len(text.lstrip('-'))} digits (at most {MAX_JSON_INT_DIGITS})")
-    return int(text)
-
-
-def _bounded_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise StoreDataError(f"number {text[:40]} is out of range")
-    return value
-
-
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     doc = dict(pairs)
     if len(doc) != len(pairs):
@@ -89,15 +76,30 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return doc
 
 
-def _check_depth(doc: Any, max_depth: int) -> None:
-    """Raise if ``doc`` nests deeper than ``max_depth`` (iterative: no recursion to exhaust)."""
-    stack = [(doc, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
+_INT_LIMIT = 10**MAX_JSON_INT_DIGITS
+
+
+def _check_tree(doc: Any, max_depth: int) -> None:
+    """Raise if ``doc`` nests deeper than ``max_depth``, holds an integer of more than
+    ``MAX_JSON_INT_DIGITS`` digits or a float that is not finite. One pass, level by level
+    (no recursion to exhaust); checking here, not in json's parse hooks, keeps parsing at C speed."""
+    level, depth = [doc], 1
+    while level:
+        deeper = []
+        for item in level:
+            values = item.values() if type(item) is dict else item
             if depth > max_depth:
                 raise StoreDataError(f"nested more than {max_depth} deep")
-            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+            for v in values:
+                t = type(v)
+                if t is dict or t is list:
+                    deeper.append(v)
+                elif t is int:
+                    if not -_INT_LIMIT < v < _INT_LIMIT:
+                        raise StoreDataError(f"integer of {len(str(abs(v)))} digits (at most {MAX_JSON_INT_DIGITS})")
+                elif t is float and not math.isfinite(v):
+                    raise StoreDataError(f"number {v!r} is out of range")
+        level, depth = deeper, depth + 1
 
 
 def load_json_object(data: bytes | str, where: str, *, max_bytes: int = MAX_JSON_BYTES,
@@ -120,8 +122,7 @@ def load_json_object(data: bytes | str, where: str, *, max_bytes: int = MAX_JSON
     except UnicodeDecodeError as exc:
         raise StoreDataError(f"{where}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        doc = json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float, parse_constant=_no_constant,
-                         object_pairs_hook=_no_duplicates)
+        doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
     except StoreDataError as exc:
         raise StoreDataError(f"{where}: not acceptable JSON ({exc})") from None
     except json.JSONDecodeError as exc:
@@ -130,12 +131,12 @@ def load_json_object(data: bytes | str, where: str, *, max_bytes: int = MAX_JSON
         raise StoreDataError(f"{where}: not acceptable JSON (nested more than {max_depth} deep)") from None
     except (ValueError, OverflowError) as exc:
         raise StoreDataError(f"{where}: not acceptable JSON ({exc})") from None
-    try:
-        _check_depth(doc, max_depth)
-    except StoreDataError as exc:
-        raise StoreDataError(f"{where}: not acceptable JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise StoreDataError(f"{where}: expected a JSON object, got {type(doc).__name__}")
+    try:
+        _check_tree(doc, max_depth)
+    except StoreDataError as exc:
+        raise StoreDataError(f"{where}: not acceptable JSON ({exc})") from None
     return doc
 
 

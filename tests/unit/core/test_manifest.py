@@ -489,7 +489,7 @@ def test_nan_and_infinity_are_refused():
     with pytest.raises(ManifestError, match=r"^manifest: not acceptable JSON \(Infinity is not a number"):
         Manifest.from_json(raw)
     raw = make().to_json().decode().replace('"offset_seconds": 12.0', '"offset_seconds": 1e999')
-    with pytest.raises(ManifestError, match=r"^manifest: not acceptable JSON \(number 1e999 is out of range"):
+    with pytest.raises(ManifestError, match=r"^manifest: not acceptable JSON \(number inf is out of range"):
         Manifest.from_json(raw)
 
 
