@@ -201,3 +201,90 @@ def dtmf_sequence(digits: str, rate: int, tone_seconds: float = 0.1, gap_seconds
         parts.append(dtmf_tone(d, rate, tone_seconds, **tone_args))
         parts.append(gap)
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+# ---- Q.24 acceptance conditions (tests/unit/audio/test_dtmf.py and bench/bench_dtmf.py) ----------
+
+DBM0_OF_FULL_SCALE_SINE = 3.14  # G.711 μ-law: a full-scale sine is +3.14 dBm0
+
+
+def dbm0_to_dbfs(level_dbm0: float) -> float:
+    """``dtmf_tone``'s ``level_dbfs`` (RMS re full scale 1.0) of a tone at ``level_dbm0``:
+    0 dBm0 is 3.14 dB below a full-scale sine, whose RMS is -3.01 dBFS."""
+    return level_dbm0 - DBM0_OF_FULL_SCALE_SINE - 10 * np.log10(2)
+
+
+def keyed_digits(digits: str, rate: int, *, tone_seconds: float = 0.05, gap_seconds: float = 0.06,
+                 level_dbm0: float = -10.0, ramp_seconds: float = 0.001, offset: float = 0.0,
+                 twist_db: float = 0.0, lead_seconds: float = 0.2, seed: int = 0) -> tuple[np.ndarray, list[int]]:
+    """``digits`` keyed one after another (each tone at ``level_dbm0`` per tone, see
+    ``dtmf_tone`` for ``offset`` and ``twist_db``), gaps of ``gap_seconds`` to 1.5 times that
+    (random, from ``seed``), after ``lead_seconds`` of silence and before as much again.
+    Returns the audio and the frame of each tone's first sample."""
+    rng = np.random.default_rng(seed)
+    parts = [np.zeros(int(round(lead_seconds * rate)))]
+    onsets = []
+    at = len(parts[0])
+    for d in digits:
+        tone = dtmf_tone(d, rate, tone_seconds, dbm0_to_dbfs(level_dbm0), ramp_seconds=ramp_seconds,
+                         offset=offset, twist_db=twist_db)
+        gap = np.zeros(int(round(rng.uniform(gap_seconds, 1.5 * gap_seconds) * rate)))
+        onsets.append(at)
+        parts += [tone, gap]
+        at += len(tone) + len(gap)
+    parts.append(np.zeros(int(round(lead_seconds * rate))))
+    return np.concatenate(parts), onsets
+
+
+def with_white_noise(x: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
+    """``x`` plus white noise ``snr_db`` below the mean power of its non-silent samples (the
+    tones while they sound), over the whole band of ``x``'s rate."""
+    on = x[np.abs(x) > 0]
+    power = float(np.mean(on**2)) if len(on) else 0.0
+    rng = np.random.default_rng(seed)
+    return x + rng.normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), len(x))
+
+
+CODECS = {  # name: (ffmpeg encoder arguments, container), all at 8000 Hz mono
+    "g711-ulaw": (["-c:a", "pcm_mulaw"], "wav"),
+    "gsm-fr": (["-c:a", "libgsm"], "gsm"),
+    "opus-10k": (["-c:a", "libopus", "-b:a", "10k"], "ogg"),
+}
+
+
+def codec_round_trip(x: np.ndarray, rate: int, codec: str) -> np.ndarray:
+    """``x`` (float, full scale ±1) encoded at 8000 Hz mono by ffmpeg with ``codec`` (a key of
+    CODECS: G.711 μ-law, GSM 06.10 full rate via libgsm, Opus at 10 kbit/s via libopus) and
+    decoded back at ``rate``, trimmed or padded to ``len(x)``."""
+    import tempfile
+
+    ffmpeg = _tool("ffmpeg", "ffmpeg")
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}: one of {', '.join(CODECS)}")
+    args, container = CODECS[codec]
+    raw = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0).astype("<f4").tobytes()
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"coded.{container}"
+        enc = subprocess.run([ffmpeg, "-v", "error", "-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", "pipe:0",
+                              "-ar", "8000", *args, str(path)], input=raw, capture_output=True)
+        if enc.returncode != 0:
+            raise ReferenceMissing(f"ffmpeg cannot encode {codec}: {enc.stderr.decode(errors='replace').strip()}")
+        y = decode_channel(path, 0, rate)
+    return y[: len(x)] if len(y) >= len(x) else np.pad(y, (0, len(x) - len(y)))
+
+
+def espeak_speech(text: str, voice: str, rate: int, *, pitch: int = 50, speed: int = 160) -> np.ndarray:
+    """``text`` spoken by espeak-ng (Debian ``espeak-ng``) in ``voice`` (e.g. ``cy``,
+    ``en-gb+f3``), resampled to ``rate``, as float64 mono."""
+    import io
+    import wave
+
+    exe = _tool("espeak-ng", "espeak-ng")
+    proc = subprocess.run([exe, "-v", voice, "-p", str(pitch), "-s", str(speed), "--stdout", text],
+                          capture_output=True)
+    if proc.returncode != 0 or not proc.stdout:
+        raise ReferenceMissing(f"espeak-ng cannot speak with voice {voice!r}: {proc.stderr.decode(errors='replace').strip()}")
+    with wave.open(io.BytesIO(proc.stdout)) as w:
+        native = w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64) / 32768
+    return resample(pcm, native, rate)
