@@ -7,7 +7,11 @@ and the final manifest goes last. A spool file is deleted only after the store c
 size and SHA-256. Puts are idempotent (same key, same bytes), so a crash between a put and
 the delete only costs a harmless re-put.
 
-Only ``put`` is used: agent workstations run with write-only credentials.
+Only ``put`` is used: agent workstations run with write-only credentials. On a store with
+conditional writes (``S3Store``) sealed chunks are write-once (``If-None-Match: *``) and each
+manifest put may replace only the manifest this PC put before for that call (``If-Match`` its
+MD5, kept beside the upload marker), so once the final manifest is stored nothing this program
+does can replace it; a put whose bytes are already there (a reply lost) is a success.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from callrec_desktop.core.manifest import Manifest, ManifestError
 from callrec_desktop.durable import fsync_dir, sha256_file, write_atomic
 from callrec_desktop.private_files import open_private
 from callrec_desktop.spool import UPLOADED, Spool
+
+MANIFEST_ATTEMPT = ".manifest-put"  # MD5s of manifests put for the call whose reply may be lost
 from callrec_desktop.status import UploadStatus
 from callrec_desktop.storage.base import PermanentStoreError, Store, StoreError, TransientStoreError
 from callrec_desktop.core.ids import call_date
@@ -74,6 +80,7 @@ class Uploader:
         self._deadline: float | None = None  # drain()'s deadline (caller's thread), else None
         # Calls held back by a permanent error: a success elsewhere must not hide them.
         self._stuck: dict[str, str] = {}
+        self._checks_summary: str | None = None  # what the server verifies (S3Store.checks), once
 
     # ---- any thread ---------------------------------------------------------------------
     def wake(self) -> None:
@@ -124,6 +131,8 @@ class Uploader:
     def run_pass(self) -> bool:
         """Upload everything that can be uploaded now. True if nothing failed."""
         ok = True
+        if self._checks_summary is None:
+            self._probe_checks()
         for call_id in self._spool.call_ids():
             try:
                 self._upload_call(call_id)
@@ -140,6 +149,25 @@ class Uploader:
                 continue  # the call folder went away under us (another uploader finished it)
         self._refresh_backlog()
         return ok
+
+    def _probe_checks(self) -> None:
+        """Ask the store once what it verifies (``S3Store.checks``: a few PUTs to ``health/``) and
+        say it once: a log warning if a checksum or write-once is not enforced there, and in the
+        status file `callrec status` reads. Runs on the uploader's thread (or drain()'s caller)."""
+        checks = getattr(self._store, "checks", None)
+        if checks is None:
+            self._checks_summary = ""
+            return
+        result = checks()
+        if result.problem is not None and "not allowed" not in result.problem:
+            return  # the store is unreachable now: ask again on the next pass
+        self._checks_summary = f"{self._store.description}: {result.summary()}"
+        if result.weak:
+            log.warning("store checks: %s", self._checks_summary)
+        else:
+            log.info("store checks: %s", self._checks_summary)
+        if self._status_file is not None:
+            _write_status_file(self._status_file, self.status(), self._checks_summary)
 
     def _loop(self) -> None:
         backoff = self._settings.initial_backoff_seconds
@@ -182,7 +210,7 @@ class Uploader:
                 self._put(call_id, key, chunk.path, entry.sha256, chunk_content_type(entry.name), {
                     "call-id": call_id, "seq": str(entry.seq), "first-frame": str(entry.first_frame),
                     "frames": str(entry.frames), "line": manifest.line_number, "kind": "audio",
-                })
+                }, write_once=True)
             except (StoreError, FileNotFoundError):
                 if not chunk.path.exists():
                     continue  # another uploader on this spool confirmed and removed it meanwhile
@@ -191,17 +219,28 @@ class Uploader:
             fsync_dir(path)
         sha = hashlib.sha256(raw).hexdigest()
         marker = path / UPLOADED
-        done = marker.read_text().strip() if marker.exists() else ""
+        # "<sha256> <md5>" of the manifest the store last confirmed (older spools: sha256 only).
+        done, _, done_md5 = (marker.read_text().strip() if marker.exists() else "").partition(" ")
         # The provisional manifest is rewritten locally at every seal; re-sending it each time
         # would grow the bytes sent with the square of the call's length. The store gets the
         # first one at once, then one a minute, and the final one as soon as it exists.
         recent = bool(done) and time.time() - marker.stat().st_mtime < self._settings.provisional_manifest_seconds
         if done != sha and (manifest.status == "complete" or not recent):
+            md5 = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+            # The manifest may replace only what this PC put for the call before: the one the
+            # store confirmed and the one a put was sent for when its reply was lost (or this
+            # process died). Written before the put, so a crash cannot lose it.
+            attempt = path / MANIFEST_ATTEMPT
+            tried = attempt.read_text().split() if attempt.exists() else []
+            replaces = tuple(m for m in (done_md5, *tried) if m and m != md5)
+            write_atomic(attempt, " ".join(list(dict.fromkeys((*tried, md5)))[-4:]).encode())
+            legacy = bool(done) and not done_md5  # a spool from before conditional writes
             self._put(call_id, manifest_key(call_id), raw, sha, "application/json", {
                 "call-id": call_id, "line": manifest.line_number, "status": manifest.status, "kind": "manifest",
-            })
+            }, write_once=not legacy, replaces=replaces)
             self._mark_late_arrival(call_id, manifest)
-            write_atomic(marker, sha.encode())
+            write_atomic(marker, f"{sha} {md5}".encode())
+            write_atomic(attempt, md5.encode())
         if manifest.status == "complete" and not any(c.sealed for c in self._spool.chunks(call_id)):
             if not self._spool.is_locked(call_id):
                 # A ``.part`` beside a complete manifest (a recording that failed mid-chunk) is
@@ -224,8 +263,15 @@ class Uploader:
         self._put(call_id, arrival_key(call_id, today), body, hashlib.sha256(body).hexdigest(), "application/json",
                   {"call-id": call_id, "kind": "arrival"})
 
-    def _put(self, call_id: str, key: str, source, sha: str, content_type: str, metadata: dict[str, str]) -> None:
+    def _put(self, call_id: str, key: str, source, sha: str, content_type: str, metadata: dict[str, str], *,
+             write_once: bool = False, replaces: tuple[str, ...] = ()) -> None:
+        """Put with retries (transient errors only). ``write_once``/``replaces``: see
+        ``S3Store.put``; passed only to a store that takes them (``conditional_writes``).
+        Runs on the uploader's thread (or drain()'s caller)."""
         s = self._settings
+        extra = {}
+        if getattr(self._store, "conditional_writes", False) and (write_once or replaces):
+            extra = {"write_once": write_once, "replaces": replaces}
         retrying = Retrying(
             retry=retry_if_exception_type(TransientStoreError),
             # "full jitter": a random wait up to initial × 2^n, capped (tenacity >= 8)
@@ -236,7 +282,8 @@ class Uploader:
             # Say so at once: during an outage the UI must not wait for a whole pass to give up.
             before_sleep=lambda state: (self._record_error(state.outcome.exception()), self._refresh_backlog()),
         )
-        receipt = retrying(self._store_put, key, source, sha256=sha, metadata=metadata, content_type=content_type)
+        receipt = retrying(self._store_put, key, source, sha256=sha, metadata=metadata, content_type=content_type,
+                           **extra)
         size = source.stat().st_size if isinstance(source, os.PathLike) else len(source)
         if receipt.sha256 != sha or receipt.size != size:
             raise PermanentStoreError(f"{self._store.description} {key}: store confirmed {receipt.size} bytes "
@@ -278,7 +325,7 @@ class Uploader:
         if self._on_status is not None:
             self._on_status(status)
         if self._status_file is not None and (status.last_error, status.last_success) != (before.last_error, before.last_success):
-            _write_status_file(self._status_file, status)
+            _write_status_file(self._status_file, status, self._checks_summary)
 
     def _record_success(self, size: int) -> None:
         st = self._status
@@ -322,9 +369,11 @@ def spool_backlog(spool: Spool) -> dict:
             "oldest_age_seconds": None if oldest is None else max(0.0, time.time() - oldest)}
 
 
-def _write_status_file(path: Path, status: UploadStatus) -> None:
-    """Advisory, for `callrec status`: replaced atomically but not fsynced (it is not a record)."""
+def _write_status_file(path: Path, status: UploadStatus, checks: str | None = None) -> None:
+    """Advisory, for `callrec status`: replaced atomically but not fsynced (it is not a record).
+    ``checks``: what the store verifies (``Uploader._probe_checks``)."""
     doc = {
+        "store_checks": checks or None,
         "last_success": status.last_success.isoformat() if status.last_success else None,
         "last_error": status.last_error,
         "last_error_at": status.last_error_at.isoformat() if status.last_error_at else None,

@@ -49,6 +49,43 @@ class PutReceipt:
     sha256: str
 
 
+@dataclass(frozen=True)
+class ServerChecks:
+    """What an S3 server verifies, as probed (``S3Store.checks``); ``None`` = not known.
+
+    ``sha256``: refuses a body whose ``x-amz-checksum-sha256`` is wrong, before storing it.
+    ``content_md5``: the same for ``Content-MD5``. ``if_none_match``: refuses a put with
+    ``If-None-Match: *`` on an existing key (the write-once chunks and final manifests rely on it).
+    """
+
+    sha256: bool | None
+    content_md5: bool | None
+    if_none_match: bool | None
+    problem: str | None = None  # why the probe could not answer
+
+    def summary(self) -> str:
+        """One line for `callrec credentials test`, `callrec status` and the log."""
+        if self.problem is not None:
+            return f"not probed ({self.problem})"
+        if self.sha256:
+            verified = "verifies x-amz-checksum-sha256 before storing"
+        elif self.content_md5:
+            verified = ("does NOT verify x-amz-checksum-sha256; verifies Content-MD5 (sent with every put) "
+                        "before storing")
+        else:
+            verified = ("verifies NEITHER x-amz-checksum-sha256 NOR Content-MD5: a body corrupted on the way "
+                        "is stored, and found only afterwards from the ETag (the put fails and is retried)")
+        writes = ("honours If-None-Match (chunks and final manifests are write-once)" if self.if_none_match
+                  else "does NOT honour If-None-Match: the uploader cannot keep chunks and final manifests "
+                       "write-once on this server")
+        return f"{verified}; {writes}"
+
+    @property
+    def weak(self) -> bool:
+        """True if something the uploader relies on is missing or unknown (worth a warning)."""
+        return self.problem is not None or not self.sha256 or not self.if_none_match
+
+
 class Store(Protocol):
     """A central store. Implementations: ``FolderStore``, ``S3Store``."""
 

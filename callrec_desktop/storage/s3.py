@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import re
 import urllib.parse
@@ -31,14 +32,18 @@ from callrec_desktop.storage.base import (
     ObjectRefusedError,
     PermanentStoreError,
     PutReceipt,
+    ServerChecks,
     StoreError,
     TransientStoreError,
 )
 from callrec_desktop.storage.layout import InvalidKeyError, check_prefix, check_relative_key
 
+log = logging.getLogger(__name__)
 ADDRESSING_STYLES = ("auto", "path", "virtual")
+PROBE_KEY = "health/checksum-probe"  # what checks() writes; agents may write health/
 MAX_METADATA_BYTES = 2048  # AWS's limit for all user metadata keys and values together
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
 _META_KEY_BAD = re.compile(r"[^a-z0-9-]+")
 # Printable ASCII other than '%' passes; anything else is percent-encoded UTF-8, so a value is
@@ -141,6 +146,7 @@ class S3Store:
         self.endpoint_url = endpoint_url
         self.url = f"s3://{bucket}/{prefix}"
         self.description = f"{self.url} at {endpoint_url or 'AWS' + (f' {region}' if region else '')}"
+        self._checks: ServerChecks | None = None
         self._redact = _Redactor(tuple(credentials) if credentials else ())
         config = Config(
             signature_version="s3v4",
@@ -172,6 +178,8 @@ class S3Store:
         self._client.close()
 
     # ---- put -------------------------------------------------------------------------
+    conditional_writes = True  # put() takes write_once= and replaces= (see Store.put)
+
     def put(
         self,
         key: str,
@@ -180,7 +188,25 @@ class S3Store:
         sha256: str,
         metadata: Mapping[str, str],
         content_type: str,
+        write_once: bool = False,
+        replaces: tuple[str, ...] = (),
     ) -> PutReceipt:
+        """Store ``source`` at ``key``; raises unless the store confirmed it. Runs on the caller's
+        thread (the uploader's worker).
+
+        Every put carries ``x-amz-checksum-sha256`` and ``Content-MD5``: a server that verifies
+        either refuses a corrupted body before storing it (``checks()`` says which one this
+        server verifies); the reply's checksum, or else its ETag, is compared as well.
+
+        ``write_once``: never replace an object, whatever it holds (``If-None-Match: *``).
+        ``replaces``: the MD5 hex digests (single-part ETags) of the objects this put may
+        replace, e.g. this PC's last provisional manifest of the call (``If-Match`` each in
+        turn, then ``If-None-Match: *`` if there is none). Either way, if the key already holds
+        exactly these bytes (our earlier put landed but its reply was lost), the put is a
+        success: the last condition tried is ``If-Match`` with our own MD5, which rewrites
+        identical bytes. Anything else at the key is a ``PermanentStoreError`` saying a
+        different object is there and was not replaced.
+        """
         self._check_key(key)
         if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
             raise PermanentStoreError(f"{self.url} {key}: expected SHA-256 is not lowercase hex: {sha256!r}")
@@ -188,37 +214,114 @@ class S3Store:
             meta = sanitise_metadata(metadata)
         except ValueError as exc:
             raise PermanentStoreError(f"{self.url} {key}: {exc}") from None
-        checksum = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
-        body, size = self._open_source(key, source)  # reopened for each attempt
-        try:
-            response = self._client.put_object(
-                Bucket=self.bucket, Key=self.prefix + key, Body=body, ContentLength=size,
-                ContentType=content_type, ChecksumSHA256=checksum, Metadata=meta)
-        except Exception as exc:
-            raise self._classify(exc, key, "put") from exc
-        finally:
-            if not isinstance(body, bytes):
-                body.close()
-        echoed = response.get("ChecksumSHA256")
-        if echoed is not None:
-            if echoed != checksum:
-                raise PermanentStoreError(
-                    f"{self.url} {key}: store confirmed SHA-256 {_b64_to_hex(echoed)}, we sent {sha256}")
-            return PutReceipt(key, size, sha256)
-        # Fallback for services that do not echo x-amz-checksum-sha256 (some older
-        # S3-compatibles ignore the header altogether): for a single-part put without
-        # SSE-KMS the ETag is the MD5 of the bytes stored. Compare it with our own MD5, and
-        # check our SHA-256 locally, since such a service did not check it for us.
-        etag = str(response.get("ETag", "")).strip('"')
+        # Read the source once before sending: its SHA-256 must be what the caller expects,
+        # and Content-MD5 needs the MD5 up front.
         local_sha, local_md5 = self._local_digests(key, source)
         if local_sha != sha256:
             raise PermanentStoreError(
                 f"{self.url} {key}: checksum mismatch: source has SHA-256 {local_sha}, expected {sha256}")
-        if etag.lower() != local_md5:
-            raise PermanentStoreError(
-                f"{self.url} {key}: store did not confirm the checksum (no x-amz-checksum-sha256 "
-                f"in the reply and ETag {etag!r} is not the MD5 of what we sent)")
-        return PutReceipt(key, size, sha256)
+        checksum = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
+        content_md5 = base64.b64encode(bytes.fromhex(local_md5)).decode("ascii")
+        conditions: list[dict[str, str]] = [{}]
+        if write_once or replaces:
+            conditions = [{"IfMatch": f'"{etag}"'} for etag in dict.fromkeys(replaces) if etag != local_md5]
+            conditions += [{"IfNoneMatch": "*"}, {"IfMatch": f'"{local_md5}"'}]
+        for attempt in ("put", "repair"):
+            response, size = self._put_first(key, source, conditions, checksum=checksum, content_md5=content_md5,
+                                             content_type=content_type, meta=meta, sha256=sha256)
+            echoed = response.get("ChecksumSHA256")
+            if echoed is not None:
+                if echoed != checksum:
+                    raise PermanentStoreError(
+                        f"{self.url} {key}: store confirmed SHA-256 {_b64_to_hex(echoed)}, we sent {sha256}")
+                return PutReceipt(key, size, sha256)
+            # A service that does not echo x-amz-checksum-sha256 (moto, some older S3-compatibles):
+            # for a single-part put without SSE-KMS the ETag is the MD5 of the bytes stored.
+            etag = str(response.get("ETag", "")).strip('"').lower()
+            if etag == local_md5:
+                return PutReceipt(key, size, sha256)
+            if attempt == "repair" or not _MD5_RE.fullmatch(etag):
+                raise PermanentStoreError(
+                    f"{self.url} {key}: store did not confirm the checksum (no x-amz-checksum-sha256 "
+                    f"in the reply and ETag {etag!r} is not the MD5 of what we sent)")
+            # The server stored a corrupted body (it verifies neither checksum): replace exactly
+            # that object, and nothing else, once.
+            log.warning("%s %s: the server stored a body whose MD5 %s is not what we sent; putting it again",
+                        self.url, key, etag)
+            conditions = [{"IfMatch": f'"{etag}"'}] if (write_once or replaces) else [{}]
+        raise AssertionError("unreachable")
+
+    def _put_first(self, key: str, source: Path | bytes, conditions: list[dict[str, str]], *, checksum: str,
+                   content_md5: str, content_type: str, meta: dict[str, str], sha256: str) -> tuple[dict, int]:
+        """The first of ``conditions`` the server accepts; 412 on the last is a permanent error."""
+        for i, condition in enumerate(conditions):
+            body, size = self._open_source(key, source)  # reopened for each attempt
+            try:
+                response = self._client.put_object(
+                    Bucket=self.bucket, Key=self.prefix + key, Body=body, ContentLength=size,
+                    ContentType=content_type, ChecksumSHA256=checksum, ContentMD5=content_md5,
+                    Metadata=meta, **condition)
+                return response, size
+            except bce.ClientError as exc:
+                if not _precondition_failed(exc, condition):
+                    raise self._classify(exc, key, "put") from exc
+                if i == len(conditions) - 1:
+                    raise PermanentStoreError(
+                        f"{self.url} {key}: a different object is already stored at this key; not replaced "
+                        f"(write-once: sealed chunks and final manifests are never overwritten; "
+                        f"ours has SHA-256 {sha256})") from None
+            except Exception as exc:
+                raise self._classify(exc, key, "put") from exc
+            finally:
+                if not isinstance(body, bytes):
+                    body.close()
+        raise AssertionError("no conditions")
+
+    # ---- what this server verifies --------------------------------------------------------
+    def checks(self) -> ServerChecks:
+        """What this server verifies, probed once per store object and cached: four small PUTs
+        to ``health/checksum-probe`` (agents may write ``health/``): a plain one, one with
+        ``If-None-Match: *`` (must be refused: the key exists now), one whose
+        ``x-amz-checksum-sha256`` is wrong and one whose ``Content-MD5`` is wrong (each must be
+        refused). A probe that cannot be made (access denied, store unreachable) leaves that
+        answer unknown (``None``) and is not cached if the store was unreachable. Runs on the
+        caller's thread; a few milliseconds on a LAN."""
+        if self._checks is not None:
+            return self._checks
+        key = self.prefix + PROBE_KEY
+        body = b"callrec checksum probe: what does this server verify?\n"
+        wrong = hashlib.sha256(b"not the body").digest()
+        sha = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+        bad_md5 = base64.b64encode(hashlib.md5(b"not the body", usedforsecurity=False).digest()).decode()
+
+        def refused(**extra) -> bool | None:
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="text/plain", **extra)
+                return False
+            except bce.ClientError as exc:
+                err = self._classify(exc, PROBE_KEY, "probe")
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if err.transient:
+                    raise err from exc
+                return None if status in (401, 403) else True
+            except Exception as exc:
+                raise self._classify(exc, PROBE_KEY, "probe") from exc
+
+        try:
+            plain = refused(ChecksumSHA256=sha, ContentMD5=md5)
+            if plain is not False:  # cannot even write the probe (no permission on health/)
+                self._checks = ServerChecks(None, None, None, f"{self.url}{PROBE_KEY}: probe not allowed")
+                return self._checks
+            inm = refused(IfNoneMatch="*")
+            bad_sha = refused(ChecksumSHA256=base64.b64encode(wrong).decode(), ContentMD5=md5)
+            bad_md5 = refused(ChecksumSHA256=sha, ContentMD5=bad_md5)
+            # Put the probe back intact (a wrong-checksum put may have replaced it).
+            refused(ChecksumSHA256=sha, ContentMD5=md5)
+        except StoreError as exc:
+            return ServerChecks(None, None, None, str(exc))  # not cached: try again next time
+        self._checks = ServerChecks(bad_sha, bad_md5, inm)
+        return self._checks
 
     def _open_source(self, key: str, source: Path | bytes):
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -318,6 +421,9 @@ class S3Store:
             text = self._redact(f"{op} failed: {code or 'error'} (HTTP {status}): {err.get('Message', '')}".rstrip(": "))
             if op == "get" and (code in _NOT_FOUND_CODES or status == 404):
                 return ObjectNotFoundError(f"{where}: no such object")
+            if code == "NotImplemented" or status == 501:
+                return PermanentStoreError(f"{where}: {text} (the server does not support this request, "
+                                           f"e.g. conditional writes)")
             if code in _TRANSIENT_CODES or (isinstance(status, int) and (status >= 500 or status in (408, 429))):
                 return TransientStoreError(f"{where}: {text}")
             # AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch, BadDigest, InvalidDigest,
@@ -341,6 +447,18 @@ class S3Store:
         if isinstance(exc, OSError):
             return TransientStoreError(f"{where}: {op} failed: {type(exc).__name__}: {self._redact(str(exc))}")
         raise exc
+
+
+def _precondition_failed(exc: bce.ClientError, condition: Mapping[str, str]) -> bool:
+    """A conditional put was refused because of its condition: 412, or (moto) 404 for
+    ``If-Match`` on a key that does not exist."""
+    if not condition:
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = str((exc.response.get("Error", {}) or {}).get("Code", ""))
+    if status == 412 or code == "PreconditionFailed":
+        return True
+    return "IfMatch" in condition and (status == 404 or code in _NOT_FOUND_CODES)
 
 
 def _range_total(content_range: object) -> int | None:

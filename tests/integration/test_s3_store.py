@@ -95,9 +95,18 @@ def test_get_and_list_strip_the_prefix(s3_server):
 def test_wrong_checksum_is_refused_by_the_server(s3_server):
     bucket = s3_server.make_bucket()
     store = make_store(s3_server, bucket)
-    with pytest.raises(PermanentStoreError, match="BadDigest") as info:
+    # The store reads the source before sending: bytes that are not what the manifest says
+    # never leave the PC.
+    with pytest.raises(PermanentStoreError, match="checksum mismatch: source has SHA-256") as info:
         put(store, CHUNK, b"the real bytes", sha256=sha(b"what the manifest says"))
     assert str(info.value).startswith(f"s3://{bucket}/site1/ {CHUNK}: ")
+    with pytest.raises(ObjectNotFoundError):
+        store.get(CHUNK)
+    # A body changed on the way (the header says one SHA-256, the body has another): the
+    # server itself refuses it before storing it.
+    with pytest.raises(bce.ClientError, match="BadDigest"):
+        store._client.put_object(Bucket=bucket, Key="site1/" + CHUNK, Body=b"the real bytes",
+                                 ChecksumSHA256=b64sha(b"what the manifest says"))
     with pytest.raises(ObjectNotFoundError):
         store.get(CHUNK)
 

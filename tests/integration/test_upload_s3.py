@@ -191,7 +191,8 @@ def test_cli_records_into_s3_with_keyring_credentials(s3_server, cli):
     audio_keys = {f"{PREFIX}/audio/{day_path(cid)}/{cid}/{e.name}" for cid, m in manifests.items() for e in m.chunks}
     manifest_keys = {f"{PREFIX}/manifests/{day_path(cid)}/{cid}.json" for cid in ids}
     listed = s3_keys(client, bucket, f"{PREFIX}/")
-    assert sorted(listed) == sorted(audio_keys | manifest_keys | {f"{PREFIX}/health/{WORKSTATION}.json"})
+    assert sorted(listed) == sorted(audio_keys | manifest_keys | {f"{PREFIX}/health/{WORKSTATION}.json",
+                                                                    f"{PREFIX}/health/checksum-probe"})
     assert len(audio_keys) == n_chunks
     assert sorted(s3_keys(client, bucket, f"{PREFIX}/manifests/")) == sorted(manifest_keys)  # no audio there
     for day in {day_path(cid) for cid in ids}:  # a day's partition lists that day's manifests only
@@ -245,7 +246,7 @@ def test_no_credential_in_any_file_or_log(s3_server, cli):
     client = s3_server.client()
     download = cli["work"] / "store-download"
     keys = s3_keys(client, bucket, "")
-    assert len(keys) == 1 + 2 + 4  # health object, 2 manifests, 4 chunks
+    assert len(keys) == 2 + 2 + 4  # health object, checksum probe, 2 manifests, 4 chunks
     for key in keys:
         target = download / key
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -317,8 +318,9 @@ def flaky_store(request, tmp_path):
                         connect_timeout=2, read_timeout=10)
         client = server.client()
 
-        def keys():
-            return [k[len(PREFIX) + 1:] for k in s3_keys(client, bucket, PREFIX + "/")]
+        def keys():  # what the uploader stored (not the probe of what the server checks)
+            return [k[len(PREFIX) + 1:] for k in s3_keys(client, bucket, PREFIX + "/")
+                    if k != f"{PREFIX}/health/checksum-probe"]
 
         def get(key):
             return client.get_object(Bucket=bucket, Key=f"{PREFIX}/{key}")["Body"].read()
@@ -440,7 +442,7 @@ def test_uploads_through_twenty_percent_faults_lose_and_double_nothing(s3_server
     assert proxy.injected >= 3, counts  # faults really were injected...
     assert counts.get("relayed", 0) >= 31, counts  # ...and requests really went through the proxy
     listed = [k[len(PREFIX) + 1:] for k in s3_keys(client, bucket, PREFIX + "/")]
-    assert sorted(listed) == sorted(expected_keys(final))  # each key once, nothing unexpected
+    assert sorted(listed) == sorted(expected_keys(final) | {"health/checksum-probe"})  # each once, nothing unexpected
     check_stored_call(lambda key: client.get_object(Bucket=bucket, Key=f"{PREFIX}/{key}")["Body"].read(), final)
     assert set(confirmed) == expected_keys(final)
     assert_spool_empty(spool)
