@@ -22,6 +22,7 @@ import soundfile as sf
 from callrec_desktop.audio.encoders import CodecSettings, make_encoder
 from callrec_desktop.core.ids import InvalidIdError
 from callrec_desktop.core.manifest import MAX_MANIFEST_BYTES, ChunkEntry, Manifest, ManifestError
+from callrec_desktop.private_files import open_private
 from callrec_desktop.storage.base import (
     ObjectNotFoundError,
     PermanentStoreError,
@@ -211,10 +212,14 @@ def export_call(store: Store, call_id: str, out: Path, *, start_seconds: float |
                 end_seconds: float | None = None) -> Manifest:
     """Write the call, or ``[start_seconds, end_seconds)`` of its timeline (clamped to the
     call), as one file: ``.wav`` / ``.flac`` (16-bit) or ``.opus`` / ``.ogg`` (Ogg Opus, the
-    call's channels; stereo as two uncoupled mono streams, as recorded). Pauses and gaps are
-    digital silence. Streams through ``CallAudio`` in blocks of ``EXPORT_BLOCK_SECONDS``, so a
-    long call is never held whole. Written beside ``out`` as ``out.part`` and renamed, so a
-    failed export never leaves a file (and never one that looks complete).
+    call's channels; stereo as two uncoupled mono streams under channel mapping family 1,
+    which ordinary players open, whatever family the chunks were stored with). Pauses and
+    gaps are digital silence in WAV and FLAC; Opus encodes them from zeros, and decodes to
+    within 2 sixteen-bit steps apart from the codec's fade-out and lead-in at their edges
+    (README, ``callrec export``). Streams through ``CallAudio`` in blocks of
+    ``EXPORT_BLOCK_SECONDS``, so a long call is never held whole. Written beside ``out`` as
+    ``out.part`` and renamed, so a failed export never leaves a file (and never one that
+    looks complete).
 
     ``ExportRangeError`` (an ``ArchiveError``) for an empty range, and ``ArchiveError`` when
     the target disk has not the room for the largest file this export can make (see
@@ -236,13 +241,14 @@ def export_call(store: Store, call_id: str, out: Path, *, start_seconds: float |
     tmp = out.with_name(out.name + ".part")
     try:
         if suffix in OPUS_SUFFIXES:
-            with open(tmp, "wb") as f:
+            with open_private(tmp, "wb") as f:  # 0600: an export is the call itself
                 encoder = make_encoder(f, CodecSettings("opus", sample_rate=rate, channels=channels))
                 for at in range(first, end, block):
                     encoder.write(audio.read(at, min(block, end - at)))
                 encoder.close()
         else:
             fmt, subtype = EXPORT_FORMATS[suffix]
+            open_private(tmp, "wb").close()  # created 0600; libsndfile truncates it and keeps the mode
             with sf.SoundFile(tmp, "w", samplerate=rate, channels=channels, format=fmt, subtype=subtype) as f:
                 for at in range(first, end, block):
                     f.write(_to_int16(audio.read(at, min(block, end - at))))

@@ -49,7 +49,9 @@ from callrec_desktop.ui.widgets import (
     StateView,
     describe_state,
     format_duration,
+    make_labels_plain,
     paint_icon,
+    safe_tooltip,
     state_icon,
 )
 
@@ -223,7 +225,7 @@ class ActionButton(QPushButton):
         text = self._label or self.action.text().replace("&", "")
         shortcut = self.action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
         self.setText(f"{text}\n{shortcut}" if shortcut else text)
-        self.setToolTip(self.action.toolTip())
+        self.setToolTip(safe_tooltip(self.action.toolTip()))
         self.setEnabled(self.action.isEnabled())
         self.setAccessibleName(text)
         self.setAccessibleDescription(self.action.toolTip())
@@ -274,6 +276,7 @@ class MainWindow(QMainWindow):
         self._dismissed_notice: str | None = None
         self._last_levels_at: float | None = None
         self._closing = False
+        self._ending_session = False  # set by close_without_asking(): no question on close
         self.settings_dialog: SettingsDialog | None = None
         self.help_dialog: HelpDialog | None = None
         self._settings_loading = False
@@ -285,6 +288,10 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self.compact = CompactWindow(self, self.take_payment_action, self.payment_finished_action, self.compact_action)
         self.compact.closed.connect(self._on_compact_closed)
+        # Line, department, caller, device and fault texts come from the control API, settings,
+        # devices and the store: every label shows them as text, never as HTML (the compact
+        # window is a child too).
+        make_labels_plain(self)
         self.tray = TrayIcon(self, [self.take_payment_action, self.payment_finished_action, None,
                                     self.compact_action, None, self.quit_action])
         self.tray.show_window_requested.connect(self._on_tray_show_window_requested)
@@ -800,15 +807,31 @@ class MainWindow(QMainWindow):
         self.show_message(restart_message(saved))
 
     # ---- closing ---------------------------------------------------------------------------------
+    def session_ending(self) -> None:
+        """The desktop session is ending (logoff): from now on closing asks no question, as
+        nobody is there to answer; the app ends the call as ``shutdown``. GUI thread."""
+        self._ending_session = True
+
+    def close_without_asking(self) -> None:
+        """Close now, with no "a call is in progress" question (SIGTERM, logoff). GUI thread;
+        also when the question is already open (its answer is then ignored)."""
+        self.session_ending()
+        self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._closing:
             event.accept()
             return
         st = self.desk.status() if self.desk is not None else self.status
-        if st.state in (CallState.RECORDING, CallState.PAUSED) and not self._confirm(
-                self, "Close callrec-desktop",
-                "A call is in progress.\n\nClosing stops the recording now.", "Close and stop recording"):
+        if (st.state in (CallState.RECORDING, CallState.PAUSED) and not self._ending_session
+                and not self._confirm(self, "Close callrec-desktop",
+                                      "A call is in progress.\n\nClosing stops the recording now.",
+                                      "Close and stop recording")
+                and not self._ending_session):  # the session ended while the question was open
             event.ignore()
+            return
+        if self._closing:  # closed by the session's end while the question was open
+            event.accept()
             return
         self._closing = True
         self.tick.stop()
