@@ -8,6 +8,10 @@ and ``tag`` filters) is kept up to date by ``NoteStore.add`` and ``NoteStore.lis
 catalog, by ``Catalog.sync_notes(store, call_ids)``, and by every ``Catalog.sync`` (which lists
 ``notes/`` and reads the notes it has not indexed yet).
 
+A note's ``author`` is the OS login of the PC session that wrote it (``governance.os_user``:
+the CLI and the Library pass it; a typed id is stored as ``label`` beside it, for display), so
+"only its author can change it" compares logins. See docs/access-log.md.
+
 Notes in the store are untrusted: a note object is read only up to ``MAX_JSON_BYTES`` and
 parsed with the bounds of ``core.manifest.load_json_object``; its times must lie in the call
 (at most ``MAX_CALL_SECONDS``) and its creation time in 2000..2100, its text and tags within the
@@ -73,6 +77,7 @@ class Note:
     tags: tuple[str, ...] = ()
     replaces: str | None = None  # the note this one revises or withdraws (its author's own)
     withdrawn: bool = False  # True: ``replaces`` is withdrawn; this object only records that
+    label: str | None = None  # the typed id (``--label``, agent_id) shown beside the author, never the author
 
     def to_json(self) -> bytes:
         doc = {"schema_version": SCHEMA_VERSION, "note_id": self.note_id, "call_id": self.call_id,
@@ -82,6 +87,8 @@ class Note:
             doc["replaces"] = self.replaces
         if self.withdrawn:
             doc["withdrawn"] = True
+        if self.label is not None:
+            doc["label"] = self.label
         return (json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
 
     def access_detail(self) -> dict[str, str]:
@@ -108,11 +115,14 @@ class Note:
             withdrawn = doc.get("withdrawn", False)
             if not isinstance(withdrawn, bool) or (withdrawn and replaces is None):
                 raise ValueError("withdrawn must be true or false, and a withdrawal must name the note")
+            label = doc.get("label")
+            if label is not None and (not isinstance(label, str) or len(label) > 256):
+                raise ValueError("label must be text of at most 256 characters")
             note = cls(layout.validate_event_id(doc["note_id"]), validate_call_id(doc["call_id"]), doc["author"],
                        parse_iso_utc(doc["created_at"]), float(doc["at_seconds"]),
                        None if doc.get("end_seconds") is None else float(doc["end_seconds"]), doc["text"],
                        tuple(validate_tag(t) for t in tags),
-                       None if replaces is None else layout.validate_event_id(replaces), withdrawn)
+                       None if replaces is None else layout.validate_event_id(replaces), withdrawn, label)
             if not isinstance(note.text, str) or not isinstance(note.author, str):
                 raise ValueError("text and author must be text")
             if len(note.text) > MAX_TEXT or len(note.author) > 256:
@@ -144,11 +154,18 @@ def current_notes(versions: Iterable[Note]) -> list[Note]:
 
 
 class NoteStore:
-    """Adds and lists notes in a central store. With ``catalog``, keeps its notes_index current."""
+    """Adds and lists notes in a central store. With ``catalog``, keeps its notes_index current.
+
+    ``author`` (of ``add``, ``revise``, ``withdraw``) is the OS login of the writer
+    (``governance.os_user.os_login()``: the CLI and the Library pass it, never a typed id), so
+    "only its author can change it" means the same login; ``label``: a typed id stored beside it
+    (``[identity] agent_id``, ``--label``), for display only."""
 
     def __init__(self, store: Store, catalog: "Catalog | None" = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), *,
+                 label: str | None = None) -> None:
         self.store, self.catalog, self._clock = store, catalog, clock
+        self.label = label.strip()[:256] if isinstance(label, str) and label.strip() else None
 
     def add(self, call_id: str, author: str, at_seconds: float, text: str, tags: Iterable[str] = (),
             end_seconds: float | None = None, *, manifest: Manifest | None = None) -> Note:
@@ -176,7 +193,7 @@ class NoteStore:
         old = self._own_current(call_id, author, note_id)
         created = self._now()
         return self._store(Note(layout.new_event_id(created), call_id, author.strip(), created, old.at_seconds,
-                                old.end_seconds, "", (), old.note_id, True))
+                                old.end_seconds, "", (), old.note_id, True, self.label))
 
     def _own_current(self, call_id: str, author: str, note_id: str) -> Note:
         if not isinstance(author, str) or not author.strip():
@@ -225,7 +242,7 @@ class NoteStore:
                     raise NoteError(f"note {name} {value} s is after the end of the call ({duration:.3f} s)")
         created = self._now()
         return Note(layout.new_event_id(created), call_id, author.strip(), created, at_seconds, end_seconds,
-                    text, tags, replaces)
+                    text, tags, replaces, label=self.label)
 
     def _store(self, note: Note) -> Note:
         body = note.to_json()
