@@ -320,3 +320,46 @@ def test_put_refuses_unsafe_keys_before_any_request():
         with pytest.raises(PermanentStoreError, match="refused"):
             put(store, key, b"x")
     assert ops == []
+
+
+# ---- write-once puts and what the server verifies (SeaweedFS) -----------------------------------
+@pytest.mark.s3
+def test_seaweedfs_checks_probe_finds_both_checksums_and_conditional_writes(s3_server):
+    store = make_store(s3_server, s3_server.make_bucket())
+    checks = store.checks()
+    assert (checks.sha256, checks.content_md5, checks.if_none_match) == (True, True, True)
+    assert not checks.weak
+    assert checks.summary() == ("verifies x-amz-checksum-sha256 before storing; honours If-None-Match "
+                                "(chunks and final manifests are write-once)")
+    assert store.get("health/checksum-probe").startswith(b"callrec checksum probe")  # put back intact
+    ops = record_operations(store)
+    assert store.checks() is checks and ops == []  # asked once per store
+
+
+@pytest.mark.s3
+def test_write_once_put_refuses_other_bytes_and_accepts_the_same_again(s3_server):
+    bucket = s3_server.make_bucket()
+    store = make_store(s3_server, bucket)
+    put(store, CHUNK, b"sealed audio", write_once=True)
+    # the same bytes again (a retry after a lost reply, a re-upload): a success
+    assert put(store, CHUNK, b"sealed audio", write_once=True).sha256 == sha(b"sealed audio")
+    with pytest.raises(PermanentStoreError, match="a different object is already stored at this key; not replaced"):
+        put(store, CHUNK, b"other audio", write_once=True)
+    assert store.get(CHUNK) == b"sealed audio"
+
+
+@pytest.mark.s3
+def test_manifest_replaces_only_the_one_named(s3_server):
+    bucket = s3_server.make_bucket()
+    store = make_store(s3_server, bucket)
+    md5 = lambda b: hashlib.md5(b).hexdigest()  # noqa: E731
+    p1, p2, final = b'{"v": 1}', b'{"v": 2}', b'{"v": "final"}'
+    put(store, MANIFEST, p1, write_once=True)
+    put(store, MANIFEST, p2, replaces=(md5(p1),))
+    with pytest.raises(PermanentStoreError, match="not replaced"):  # p1 is no longer there
+        put(store, MANIFEST, final, replaces=(md5(p1),))
+    put(store, MANIFEST, final, replaces=(md5(p1), md5(p2)))
+    assert store.get(MANIFEST) == final
+    with pytest.raises(PermanentStoreError, match="not replaced"):
+        put(store, MANIFEST, p2, replaces=(md5(p2),))
+    assert store.get(MANIFEST) == final

@@ -167,8 +167,11 @@ def test_cli_records_into_s3_with_keyring_credentials(s3_server, cli):
     entry = json.loads(json.loads(cli["keyring"].read_text())["callrec-desktop"][profile])
     assert entry == {"access_key_id": s3_server.access_key, "secret_access_key": s3_server.secret_key}
 
-    # test: writes its health object with the keyring's credentials
-    assert f"health/{WORKSTATION}.json" in run(["credentials", "test", *store], cli["env"], 0).stdout
+    # test: writes its health object with the keyring's credentials, and says what the server verifies
+    tested = run(["credentials", "test", *store], cli["env"], 0).stdout
+    assert f"health/{WORKSTATION}.json" in tested
+    assert ("store checks: verifies x-amz-checksum-sha256 before storing; honours If-None-Match "
+            "(chunks and final manifests are write-once)") in tested
     health = client.get_object(Bucket=bucket, Key=f"{PREFIX}/health/{WORKSTATION}.json")
     assert json.loads(health["Body"].read())["workstation"] == WORKSTATION
     assert health["Metadata"] == {"kind": "health"}
@@ -181,6 +184,9 @@ def test_cli_records_into_s3_with_keyring_credentials(s3_server, cli):
     ids = [r["call_id"] for r in results]
     n_chunks = sum(r["chunks"] for r in results)
     assert n_chunks == 4  # call 1: 0-2 s, 3-5 s (the payment pause in between); call 2: 2 s + 1 s
+
+    status = run(["status"], cli["env"], 0).stdout  # the uploader of `record` said it once, for status
+    assert f"store checks: s3://{bucket}/{PREFIX}/ at {s3_server.endpoint_url}: verifies x-amz-checksum-sha256" in status
 
     ver = run(["verify", *store], cli["env"], 0)
     assert f"2 recording(s), {n_chunks} chunk(s) checked" in ver.stdout and "no faults" in ver.stdout
