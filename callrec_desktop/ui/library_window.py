@@ -137,7 +137,8 @@ def describe_history(events: list[AccessEvent]) -> str:
         did = ("withdrew a note on" if e.action == "note" and "withdraws" in detail else
                "changed a note on" if e.action == "note" and "replaces" in detail else
                _escape(ACTION_WORDS.get(e.action, e.action)))
-        lines.append(f"{_when(e.at)}: <b>{_escape(e.user)}</b> ({_escape(e.workstation)}) {did} it for: "
+        who = f"<b>{_escape(e.user)}</b>" + (f" “{_escape(e.label)}”" if e.label and e.label != e.user else "")
+        lines.append(f"{_when(e.at)}: {who} ({_escape(e.workstation)}) {did} it for: "
                      f"{purpose}{reason}")
     return "<br>".join(lines)
 
@@ -249,8 +250,8 @@ class LibraryWindow(QMainWindow):
     note_added = Signal(object)  # Note (a new note, a revision or a withdrawal record)
     export_finished = Signal(object)  # Path, or None when it failed
 
-    def __init__(self, catalog: Catalog, store: Store, adapter: DeskAdapter, *, user: str, workstation: str,
-                 cache_dir: Path, lines: Lines | None = None,
+    def __init__(self, catalog: Catalog, store: Store, adapter: DeskAdapter, *, workstation: str,
+                 cache_dir: Path, user: str | None = None, label: str | None = None, lines: Lines | None = None,
                  choose_purpose: Callable[[QWidget, str, str], Purpose | None] = ask_purpose,
                  choose_export_path: Callable[[QWidget, str], Path | None] = ask_export_path,
                  confirm: Callable[[QWidget, str, str], bool] = ask_confirmation,
@@ -261,9 +262,13 @@ class LibraryWindow(QMainWindow):
         self.catalog = catalog
         self.store = store
         self.adapter = adapter
+        if user is None:  # the author of notes and access events: the OS login (tests pass another)
+            from callrec_desktop.governance.os_user import os_login
+
+            user = os_login()
         self.user = user
-        self.notes = NoteStore(store, catalog)
-        self.access = AccessLog(store, user=user, workstation=workstation)
+        self.notes = NoteStore(store, catalog, label=label)  # label: the typed id, shown beside the author
+        self.access = AccessLog(store, user=user, label=label, workstation=workstation)
         self._choose_purpose = choose_purpose
         self._choose_export_path = choose_export_path
         self._confirm = confirm
