@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 
 from tests.integration.test_cli import CALL, env, run, tone_file, write_script  # noqa: F401 (fixture)
 
@@ -56,9 +58,12 @@ def test_notes_add_change_withdraw_and_list_each_logged_with_its_purpose(tmp_pat
     found = run(["find", "--store", store, "--db", tmp_path / "c.sqlite", "--tag", "greeting", "--json"], env, 0)
     assert [json.loads(x)["call_id"] for x in found.stdout.splitlines()] == [call_id]
 
-    # only the author changes it; the change replaces it for the catalogue's tag filter too
-    assert "only its author" in run(["notes", "change", call_id, first["note_id"], "--text", "Mine now",
-                                     "--store", store, "--author", "tl-bob", *why], env, 2).stderr
+    # the author is the OS login, whatever --author/--label says (only a label beside it); "only its
+    # author can change it" compares logins (tests/unit/governance/test_note_author.py)
+    login = pwd.getpwuid(os.getuid()).pw_name
+    listed = [json.loads(x) for x in run(["notes", "list", call_id, "--store", store, "--json"], env, 0).stdout.splitlines()]
+    assert [(n["author"], n["label"]) for n in listed] == [(login, "tl-bob"), (login, "tl-anne")]
+    # the change replaces it for the catalogue's tag filter too
     changed = json.loads(run(["notes", "change", call_id, first["note_id"], "--text", "Good greeting, named the "
                               "department", "--tag", "good-practice", "--store", store, "--author", "tl-anne", *why],
                              env, 0).stdout)
