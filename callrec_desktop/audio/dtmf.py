@@ -40,7 +40,8 @@ How:
   nearly whole. That makes the duration test exact in time rather than dependent on level.
 * A key press is reported when ``min_windows`` windows hold the same key in a run (one
   window in between may miss: a click or a codec frame does not break a tone): with the
-  defaults, tones of about 32 ms and more register, tones of 25 ms or less never do.
+  defaults and 1 ms ramps, half of the tones of 35 ms register and all of 38 ms and more;
+  tones of 30 ms or less never do (Q.24: 40 ms must, 20 ms must not).
   It is reported once: the press lasts until ``release_subs`` consecutive sub-blocks (5 ms
   each) no longer carry its two tones at a tenth of their level (a drop-out of 15 ms is the
   same press, Q.24 asks for 10 ms; a pause of 25 ms makes a second one, Q.24 asks for 40 ms),
@@ -321,9 +322,13 @@ class DtmfDetector:
     def _remember(self, spectra: np.ndarray, energies: np.ndarray, starts: np.ndarray) -> None:
         """Write the newest sub-blocks into the ring for earliest_tone_energy."""
         k = min(len(starts), self._ring_size)
-        where = (self._ring_at + np.arange(k)) % self._ring_size
-        self._ring_x[where], self._ring_e[where], self._ring_s[where] = spectra[-k:], energies[-k:], starts[-k:]
-        self._ring_at = int((self._ring_at + k) % self._ring_size)
+        at = self._ring_at
+        first = min(k, self._ring_size - at)  # up to the end of the ring, then from its start
+        for lo, hi, src in ((at, at + first, slice(len(starts) - k, len(starts) - k + first)),
+                            (0, k - first, slice(len(starts) - k + first, len(starts)))):
+            if hi > lo:
+                self._ring_x[lo:hi], self._ring_e[lo:hi], self._ring_s[lo:hi] = spectra[src], energies[src], starts[src]
+        self._ring_at = (at + k) % self._ring_size
         self._ring_count = min(self._ring_size, self._ring_count + k)
 
     # ---- internals ------------------------------------------------------------------------

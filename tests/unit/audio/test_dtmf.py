@@ -456,7 +456,9 @@ def test_earliest_tone_energy_finds_a_missed_short_tone_a_second_before_a_detect
 def test_earliest_tone_energy_is_none_without_tones_and_forgets_beyond_its_history():
     rng = np.random.default_rng(4)
     det = DtmfDetector(RATE, 0, history_seconds=1.0)
-    x = place(4 * RATE, [RATE // 2], [key_tone("5", 0.1)]) + rng.normal(0, 10 ** (-60 / 20), 4 * RATE)
+    late = round(3.3 * RATE) + 37  # a second key after the ring has wrapped round
+    x = place(4 * RATE, [RATE // 2, late], [key_tone("5", 0.1), key_tone("9", 0.1)])
+    x += rng.normal(0, 10 ** (-60 / 20), 4 * RATE)
     assert det.earliest_tone_energy(0) is None  # nothing analysed yet
     hits = []
     for i in range(0, RATE, 320):
@@ -464,9 +466,13 @@ def test_earliest_tone_energy_is_none_without_tones_and_forgets_beyond_its_histo
     assert [h.digit for h in hits] == ["5"]
     assert abs(det.earliest_tone_energy(0) - RATE // 2) <= det.hop
     assert det.earliest_tone_energy(RATE // 2 + RATE // 5) is None  # nothing after the tone
-    for i in range(RATE, len(x), 320):  # 3 s more of a quiet line: the tone leaves the 1 s history
-        det.feed(AudioBlock(i, x[i : i + 320, None].astype(np.float32)))
+    for i in range(RATE, 3 * RATE, 320):  # 2 s more of a quiet line: the tone leaves the 1 s history
+        hits += det.feed(AudioBlock(i, x[i : i + 320, None].astype(np.float32)))
     assert det.earliest_tone_energy(0) is None
+    for i in range(3 * RATE, len(x), 1000):  # the second key, in other blocks
+        hits += det.feed(AudioBlock(i, x[i : i + 1000, None].astype(np.float32)))
+    assert [h.digit for h in hits] == ["5", "9"]
+    assert abs(det.earliest_tone_energy(0) - late) <= det.hop
     assert det._ring_size <= RATE // det.hop + 4  # bounded memory: one second of sub-blocks
     det.reset()
     assert det.earliest_tone_energy(0) is None
