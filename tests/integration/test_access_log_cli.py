@@ -163,3 +163,20 @@ def test_verify_against_s3(s3_server, env):
     client.delete_object(Bucket=bucket, Key="site1/" + layout.access_key(OTHER, b.event_id))
     assert _verify(args, s3env, 1, OTHER).startswith(
         f"{OTHER}: FAULT: removed: event {b.event_id}, named by {c.event_id}, is not in the store")
+
+
+def test_verify_all_on_a_hostile_store_names_each_bad_access_object_and_goes_on(tmp_path, env):
+    from tests.support import hostile_store
+
+    h = hostile_store.build(tmp_path / "store", tmp_path / "work")
+    proc = run(["access-log", "verify", "--all", "--store", tmp_path / "store", "--json"], env, 1)
+    assert "Traceback" not in proc.stderr
+    reports = {r["call_id"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    first = h.good[0].call_id
+    assert not reports[first]["ok"]
+    faults = "\n".join(reports[first]["faults"])
+    cases = [c for c in h.cases if c.kind == "access"]
+    assert len(cases) >= 3  # huge integer, timezone overflow, symlink to /dev/zero
+    for case in cases:
+        assert case.key in faults, case.name
+    assert all(r["ok"] for cid, r in reports.items() if cid != first)
