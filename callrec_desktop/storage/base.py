@@ -103,7 +103,9 @@ class Store(Protocol):
         """Store ``source`` at ``key`` atomically (a reader never sees half an object).
 
         Raises unless the store confirmed the size and the SHA-256 (hex) given. Putting the
-        same bytes at the same key twice is harmless. Needs write permission only.
+        same bytes at the same key twice is harmless. Needs write permission only. A store
+        with ``conditional_writes = True`` (``S3Store``) also takes ``write_once=`` and
+        ``replaces=`` (see ``S3Store.put``); the uploader passes them only to such a store.
         """
         ...
 

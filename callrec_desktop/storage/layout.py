@@ -4,8 +4,11 @@ Every key is built from a validated call id (``core.ids``) and, for audio, a chu
 of the exact form ``core.manifest.chunk_file_name`` makes. Nothing else (no line number, no
 caller, no department) ever becomes part of a key, so no metadata can steer a write anywhere.
 
-    manifests/YYYY/MM/DD/<call_id>.json        one per call, rewritten as the call goes on
-    audio/YYYY/MM/DD/<call_id>/<NNNNNN>.<ext>  sealed chunks, write-once
+    manifests/YYYY/MM/DD/<call_id>.json        one per call, rewritten as the call goes on; each
+                                               put may replace only this PC's own previous one
+                                               (If-Match its MD5), so the final one is never
+                                               replaced by the program (see uploader, README)
+    audio/YYYY/MM/DD/<call_id>/<NNNNNN>.<ext>  sealed chunks, write-once (If-None-Match: *)
     arrivals/YYYY/MM/DD/<call_id>.json         a manifest uploaded on a later UTC day than the
                                                call started (YYYY/MM/DD is the upload day)
 

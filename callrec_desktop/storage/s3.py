@@ -1,9 +1,16 @@
 """The S3 store: any S3-compatible service (AWS S3, MinIO, Ceph RGW, SeaweedFS).
 
-A put sends ``x-amz-checksum-sha256``; the service refuses the object (``BadDigest``) unless the
-bytes it received have that SHA-256, and we then check that the reply echoes the same
-checksum. The agent's credentials may be write-only, so ``put`` never reads (no HEAD, GET or
-LIST). The botocore client does not retry (``max_attempts=1``): the uploader retries with its
+A put first checks that the source has the SHA-256 the caller expects, then sends both
+``x-amz-checksum-sha256`` and ``Content-MD5``: a service that verifies either refuses a body
+changed on the way (``BadDigest``) before storing it. Which one it verifies differs by service
+(SeaweedFS both, moto neither): ``checks()`` probes it once and the uploader says so. The
+reply's checksum, or else its ETag (the MD5 of what was stored), is compared too.
+
+Write-once: ``put(write_once=True)`` sends ``If-None-Match: *`` (sealed chunks);
+``put(replaces=(md5, ...))`` sends ``If-Match`` with each MD5 in turn (a call's manifests: only
+this PC's own earlier one may be replaced). After a 412 the last try is ``If-Match`` with our
+own MD5, so a put whose bytes are already there (its reply was lost) is a success. The agent's
+credentials may be write-only, so ``put`` never reads (no HEAD, GET or LIST). The botocore client does not retry (``max_attempts=1``): the uploader retries with its
 own backoff, and two retry layers would multiply each other.
 
 Errors are classified into ``TransientStoreError`` (retry) and ``PermanentStoreError``; their

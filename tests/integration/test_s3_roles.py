@@ -290,3 +290,20 @@ def test_checks_probe_says_moto_verifies_neither_checksum(roles):
     # a team leader's key may not write health/: the probe says so instead of guessing
     leader_checks = store_for(roles, "team-leader").checks()
     assert leader_checks.sha256 is None and "not allowed" in leader_checks.summary()
+
+
+def test_uploader_says_once_that_moto_verifies_neither_checksum(roles, tmp_path, caplog):
+    spool = Spool(tmp_path / "spool")
+    status_file = tmp_path / "upload-status.json"
+    uploader = Uploader(spool, store_for(roles, "agent"), FAST, status_file=status_file)
+    with caplog.at_level("INFO", logger="callrec_desktop.uploader"):
+        final = record_call(spool, uploader, seconds=3)
+        assert uploader.drain(60), uploader.status()
+        assert uploader.run_pass()
+    said = [r for r in caplog.records if "store checks" in r.getMessage()]
+    assert [r.levelname for r in said] == ["WARNING"], [r.getMessage() for r in said]
+    warnings = [r.getMessage() for r in said]
+    assert "verifies NEITHER x-amz-checksum-sha256 NOR Content-MD5" in warnings[0]
+    doc = json.loads(status_file.read_text())
+    assert doc["store_checks"] == warnings[0].removeprefix("store checks: ")
+    check_stored_call(leader_get(roles), final)  # and the call is stored all the same

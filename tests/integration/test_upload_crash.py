@@ -72,10 +72,12 @@ class S3Target:
         self.env = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
 
     def keys(self) -> list[str]:
-        """Every key as listed (a duplicate would show twice)."""
+        """Every key the uploader stored, as listed (a duplicate would show twice); not the
+        probe of what the server verifies (``S3Store.checks``)."""
         keys = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=PREFIX + "/"):
-            keys += [o["Key"][len(PREFIX) + 1:] for o in page.get("Contents", ())]
+            keys += [o["Key"][len(PREFIX) + 1:] for o in page.get("Contents", ())
+                     if o["Key"] != f"{PREFIX}/health/checksum-probe"]
         return keys
 
     def leftovers(self) -> list[str]:
