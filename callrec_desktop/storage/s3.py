@@ -63,6 +63,7 @@ _TRANSIENT_CODES = {
     "ServiceUnavailable", "OperationAborted",
 }
 _NOT_FOUND_CODES = {"NoSuchKey", "NotFound", "404"}
+_BODY_CHANGED_CODES = {"BadDigest", "XAmzContentSHA256Mismatch"}  # the server verified a checksum
 _TRANSIENT_BOTO = (
     bce.EndpointConnectionError, bce.ConnectionClosedError, bce.ReadTimeoutError,
     bce.ConnectTimeoutError, bce.ProxyConnectionError, bce.ResponseStreamingError,
@@ -428,6 +429,10 @@ class S3Store:
             text = self._redact(f"{op} failed: {code or 'error'} (HTTP {status}): {err.get('Message', '')}".rstrip(": "))
             if op == "get" and (code in _NOT_FOUND_CODES or status == 404):
                 return ObjectNotFoundError(f"{where}: no such object")
+            if op == "put" and code in _BODY_CHANGED_CODES:
+                # put() checked the source's SHA-256 before sending: the server received other
+                # bytes, so they changed on the way. It stored nothing; sending again may succeed.
+                return TransientStoreError(f"{where}: {text} (the body changed on the way; not stored)")
             if code == "NotImplemented" or status == 501:
                 return PermanentStoreError(f"{where}: {text} (the server does not support this request, "
                                            f"e.g. conditional writes)")

@@ -307,3 +307,19 @@ def test_uploader_says_once_that_moto_verifies_neither_checksum(roles, tmp_path,
     doc = json.loads(status_file.read_text())
     assert doc["store_checks"] == warnings[0].removeprefix("store checks: ")
     check_stored_call(leader_get(roles), final)  # and the call is stored all the same
+
+
+def test_body_changed_on_the_way_is_stored_by_moto_then_replaced_from_its_etag(roles, monkeypatch):
+    """moto verifies neither checksum: the changed body is stored; its ETag (the MD5 of what
+    was stored) differs from ours, so the store puts the true bytes once more with If-Match
+    that ETag (replacing exactly the corrupted object, with the agent's key), and confirms."""
+    from tests.integration.test_s3_store import _corrupt_first_send
+
+    agent = store_for(roles, "agent")
+    sent = _corrupt_first_send(agent, monkeypatch)
+    call = new_call_id(datetime(2026, 12, 4, 10, 0, tzinfo=timezone.utc))
+    key = layout.chunk_key(call, "000001.opus")
+    receipt = agent.put(key, b"sealed audio", sha256=sha(b"sealed audio"), metadata={}, content_type="audio/ogg",
+                        write_once=True)
+    assert receipt.sha256 == sha(b"sealed audio") and len(sent) == 2 and sent[0] != sent[1]
+    assert leader_get(roles)(key) == b"sealed audio"

@@ -226,7 +226,7 @@ def _client_error(code: str, status: int) -> bce.ClientError:
     ("AccessDenied", 403, PermanentStoreError),
     ("InvalidAccessKeyId", 403, PermanentStoreError),
     ("SignatureDoesNotMatch", 403, PermanentStoreError),
-    ("BadDigest", 400, PermanentStoreError),
+    ("BadDigest", 400, TransientStoreError),  # the source was checked first: changed on the way
     ("InvalidDigest", 400, PermanentStoreError),
     ("InvalidArgument", 400, PermanentStoreError),
     ("NoSuchBucket", 404, PermanentStoreError),
@@ -363,3 +363,37 @@ def test_manifest_replaces_only_the_one_named(s3_server):
     with pytest.raises(PermanentStoreError, match="not replaced"):
         put(store, MANIFEST, p2, replaces=(md5(p2),))
     assert store.get(MANIFEST) == final
+
+
+def _corrupt_first_send(store, monkeypatch) -> list[bytes]:
+    """The first body sent has one byte changed, as a bad NIC or proxy would (every header, the
+    checksums included, still describes the true bytes); later sends are intact."""
+    sent: list[bytes] = []
+    real = store._open_source
+
+    def open_source(key, source):
+        body, size = real(key, source)
+        data = body if isinstance(body, bytes) else body.read()
+        if not isinstance(body, bytes):
+            body.close()
+        if not sent:
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        sent.append(data)
+        return data, size
+
+    monkeypatch.setattr(store, "_open_source", open_source)
+    return sent
+
+
+@pytest.mark.s3
+def test_body_changed_on_the_way_is_refused_before_storing_and_sent_again(s3_server, monkeypatch):
+    """SeaweedFS verifies the checksums: the changed body is refused (transient), nothing is
+    stored, and the next put stores the true bytes (write-once all the same)."""
+    store = make_store(s3_server, s3_server.make_bucket())
+    sent = _corrupt_first_send(store, monkeypatch)
+    with pytest.raises(TransientStoreError, match="BadDigest.*changed on the way; not stored"):
+        put(store, CHUNK, b"sealed audio", write_once=True)
+    with pytest.raises(ObjectNotFoundError):
+        store.get(CHUNK)
+    put(store, CHUNK, b"sealed audio", write_once=True)
+    assert store.get(CHUNK) == b"sealed audio" and len(sent) == 2
