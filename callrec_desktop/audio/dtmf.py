@@ -22,20 +22,24 @@ How:
   their place on that grid, are combined into 20 ms analysis windows that slide by 5 ms. A
   small carry-over buffer keeps sub-blocks contiguous across blocks of any size, so hits do
   not depend on how the audio was cut into blocks.
-* Frequency: in each window, the phase advance of each frequency's sub-block results from one
-  sub-block to the next is its tone's offset from the nominal frequency (2π · offset · 5 ms
-  per step). A tone is *on frequency* when that offset is within ``freq_tolerance`` (2.5 %:
-  halfway between the ±1.5 % Q.24 accepts and the ±3.5 % it rejects), and its power is then
-  measured with the sub-blocks de-rotated by that phase step, so a tone 1.5 % off loses no
-  power in a 20 ms window (a plain 20 ms DFT loses up to 4 dB there, which made the previous
-  energy-ratio test reject it). An off-frequency bin keeps its plain 20 ms DFT power, so a
-  tone in a neighbouring bin (73 Hz or more away) stays well below it.
+* Frequency: in each window, the phase advance of each frequency's DFT from the window's
+  first 10 ms half to its second is its tone's offset from the nominal frequency (2π ·
+  offset · 10 ms); the halves are Hann-tapered (from two extra basis columns per frequency),
+  so a strong tone in the other group does not pull the estimate, and the mean step between
+  the 5 ms sub-blocks resolves the ambiguity beyond ±50 Hz. A tone is *on frequency* when
+  that offset is within ``freq_tolerance`` (2.5 %: between the ±1.5 % Q.24 accepts and the
+  ±3.5 % it rejects), and its power is then measured with the second half de-rotated by that
+  step, so a tone 1.5 % off loses no power in a 20 ms window (a plain 20 ms DFT loses up to
+  4 dB there, which made the previous energy-ratio test reject it). An off-frequency bin keeps
+  its plain 20 ms DFT power, so a tone in a neighbouring bin (73 Hz or more away) stays well
+  below it.
 * A window holds a key when: the strongest row and column frequencies are both on frequency;
   each is ``group_margin_db`` above the other frequencies of its group; each is at least
   ``min_level_dbm0``; twist is within ``normal_twist_db`` (column louder) and
   ``reverse_twist_db`` (row louder); the two tones carry at least ``min_energy_ratio`` of the
-  window's energy (speech, music and noise spread their energy and fail this); and both
-  tones are *steady* across the window's four sub-blocks (the weakest sub-block within
+  window's energy (speech, music and noise spread their energy and fail this); the column
+  tone's second harmonic is ``harmonic_db`` below it (an instrument playing a column note
+  has one, a keypad does not); and both tones are *steady* across the window's four sub-blocks (the weakest sub-block within
   ``steady_db`` of the strongest), so a window only holds a key when the tone covers it
   nearly whole. That makes the duration test exact in time rather than dependent on level.
 * A key press is reported when ``min_windows`` windows hold the same key in a run (one
@@ -57,8 +61,10 @@ among the windows of the last ``history_seconds``, with a much looser test (a si
 no frequency or steadiness test): the first digits of a card number may be too short or too
 distorted for the strict test, yet still leave dual-tone energy there.
 
-Limits: a pure two-note chord whose notes sit on a DTMF row and column frequency *is* DTMF
-to any detector; card numbers read out by voice are not tones at all (see docs/triggers.md).
+Limits: two pure tones on a DTMF row and column frequency within the twist Q.24 requires
+*are* DTMF to any detector (a synthetic vowel with formants on 697 and 1209 Hz held at
+F0 = 174 Hz does trigger); card numbers read out by voice are not tones at all (see
+docs/triggers.md).
 """
 
 from __future__ import annotations
