@@ -180,3 +180,31 @@ def test_verify_all_on_a_hostile_store_names_each_bad_access_object_and_goes_on(
     for case in cases:
         assert case.key in faults, case.name
     assert all(r["ok"] for cid, r in reports.items() if cid != first)
+
+
+@pytest.mark.s3
+def test_two_writers_at_once_and_a_changed_event_on_s3(s3_server, env):
+    bucket = s3_server.make_bucket()
+    store = S3Store(bucket, "site1", endpoint_url=s3_server.endpoint_url, region=s3_server.region,
+                    credentials=(s3_server.access_key, s3_server.secret_key))
+    [a] = _events(store, OTHER, 1)
+    racing = RacingStore(store, threading.Barrier(2))
+    threads = [threading.Thread(target=lambda u=u: AccessLog(racing, user=u, workstation=u).record(
+        "play", OTHER, "complaint")) for u in ("tl-anne", "tl-bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    s3env = dict(env, AWS_ACCESS_KEY_ID=s3_server.access_key, AWS_SECRET_ACCESS_KEY=s3_server.secret_key)
+    args = ["--store", f"s3://{bucket}/site1", "--endpoint-url", s3_server.endpoint_url]
+    assert _verify(args, s3env, 0, OTHER) == (f"{OTHER}: ok: 3 chained event(s); 2 concurrent (written at the same "
+                                              f"moment as another; not tampering)\n")
+    merge = AccessLog(store, user="tl-carol", workstation="pc-3").record("play", OTHER, "complaint")
+    assert merge.seq == 3 and len(merge.prev) == 2
+    # an administrator (who can overwrite) edits the first event: the next one no longer matches it
+    key = "site1/" + layout.access_key(OTHER, a.event_id)
+    client = s3_server.client()
+    body = client.get_object(Bucket=bucket, Key=key)["Body"].read().replace(b"tl-anne", b"tl-mallory")
+    client.put_object(Bucket=bucket, Key=key, Body=body)
+    out = _verify(args, s3env, 1, OTHER)
+    assert out.startswith(f"{OTHER}: FAULT: changed: event {a.event_id} is not what ")

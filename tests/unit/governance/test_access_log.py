@@ -332,3 +332,11 @@ def test_a_chain_cannot_be_moved_to_another_call(store):
     faults = AccessLog(store, user="dpo", workstation="x").verify(other).faults
     assert faults == [f"changed: {a.event_id} names a genesis that is not this call's"]
     assert AccessLog(store, user="dpo", workstation="x").calls() == sorted([CALL, other])
+
+
+def test_calls_lists_only_well_formed_call_prefixes(store):
+    _chain(store, 1)
+    for key in ("access/x.json", "access/2026/11/29/not-a-call/20261129T101500123Z-0123456789ab.json",
+                f"access/2026/11/30/{CALL}/20261129T101500123Z-0123456789ab.json"):  # the wrong day for the call
+        _put_raw(store, key, b"{}")
+    assert AccessLog(store, user="dpo", workstation="x").calls() == [CALL]
