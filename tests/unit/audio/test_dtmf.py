@@ -208,13 +208,13 @@ DIGITS_160 = "".join(np.random.default_rng(24).permutation(list(ALL_KEYS * 10)))
 def score(x: np.ndarray, onsets: list[int], rate: int = RATE, late: float = 0.0) -> tuple[float, list[DtmfHit]]:
     """(share of the keyed digits found with the right digit at the right place, the other
     hits): a hit counts for a tone when it is that tone's digit and its frame lies within
-    20 ms before the tone's first sample and never after it (``late`` seconds after it,
+    10 ms before the tone's first sample and never after it (``late`` seconds after it,
     where a codec smears the onset)."""
     hits = detect(x, rate=rate)
     found, stray = 0, []
     pending = dict(zip(onsets, DIGITS_160))
     for h in hits:
-        match = next((on for on in pending if on - round(0.02 * rate) <= h.frame <= on + round(late * rate)), None)
+        match = next((on for on in pending if on - round(0.01 * rate) <= h.frame <= on + round(late * rate)), None)
         if match is not None and pending[match] == h.digit:
             del pending[match]
             found += 1
