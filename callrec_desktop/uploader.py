@@ -131,8 +131,6 @@ class Uploader:
     def run_pass(self) -> bool:
         """Upload everything that can be uploaded now. True if nothing failed."""
         ok = True
-        if self._checks_summary is None:
-            self._probe_checks()
         for call_id in self._spool.call_ids():
             try:
                 self._upload_call(call_id)
@@ -148,17 +146,28 @@ class Uploader:
             except FileNotFoundError:
                 continue  # the call folder went away under us (another uploader finished it)
         self._refresh_backlog()
+        if ok and self._checks_summary is None and self._status.last_success is not None:
+            # Only once the store has answered: the probe never delays an upload, nor waits on
+            # a store that is down.
+            self._probe_checks()
         return ok
 
     def _probe_checks(self) -> None:
-        """Ask the store once what it verifies (``S3Store.checks``: a few PUTs to ``health/``) and
-        say it once: a log warning if a checksum or write-once is not enforced there, and in the
+        """Ask the store once what it verifies (``S3Store.checks``: a few PUTs to ``health/``),
+        after the first pass in which the store confirmed a put, and say it once: a log warning if a checksum or write-once is not enforced there, and in the
         status file `callrec status` reads. Runs on the uploader's thread (or drain()'s caller)."""
         checks = getattr(self._store, "checks", None)
         if checks is None:
             self._checks_summary = ""
             return
-        result = checks()
+        self._update(request_started=time.monotonic())  # a store gone quiet shows as slow
+        try:
+            result = checks()
+        except Exception:  # the probe must never break a pass
+            log.debug("store checks probe failed", exc_info=True)
+            return
+        finally:
+            self._update(request_started=None)
         if result.problem is not None and "not allowed" not in result.problem:
             return  # the store is unreachable now: ask again on the next pass
         self._checks_summary = f"{self._store.description}: {result.summary()}"
