@@ -323,3 +323,45 @@ def test_body_changed_on_the_way_is_stored_by_moto_then_replaced_from_its_etag(r
                         write_once=True)
     assert receipt.sha256 == sha(b"sealed audio") and len(sent) == 2 and sent[0] != sent[1]
     assert leader_get(roles)(key) == b"sealed audio"
+
+
+def test_only_the_retention_role_deletes(recorded):
+    roles, final = recorded
+    key = f"{roles.prefix}/{layout.chunk_key(final.call_id, final.chunks[-1].name)}"
+    for role in ("agent", "team-leader"):
+        with pytest.raises(Exception, match="AccessDenied"):
+            roles.client(role).delete_object(Bucket=roles.bucket, Key=key)
+    assert leader_get(roles)(key[len(roles.prefix) + 1:])  # still there
+    roles.client("retention").delete_object(Bucket=roles.bucket, Key=key)
+    assert key not in s3_keys(roles.client("team-leader"), roles.bucket, roles.prefix + "/")
+    with pytest.raises(Exception, match="AccessDenied"):  # and it writes nothing
+        roles.client("retention").put_object(Bucket=roles.bucket, Key=key, Body=b"x")
+
+
+def test_a_spool_from_before_conditional_writes_still_uploads(roles, tmp_path):
+    """A call spooled by an older version mid-call: its upload marker holds only the SHA-256
+    (no MD5 of what it put), so the next manifest is put as before (unconditionally)."""
+    from callrec_desktop.spool import UPLOADED
+    from callrec_desktop.uploader import MANIFEST_ATTEMPT
+
+    when = datetime(2026, 12, 4, 11, 0, tzinfo=timezone.utc)
+    spool = Spool(tmp_path / "spool")
+    m = Manifest(call_id=new_call_id(when), status="recording", line_number="01443 425002",
+                 department=COUNCIL_TAX, direction="inbound", caller=None, external_id=None,
+                 agent="agent042", workstation="ws-agent042", started_at=when, ended_at=None, frames=0,
+                 audio=AudioFormat("flac", RATE, 2, ("agent", "caller"), None), app_version="test")
+    call = spool.create_call(m)
+    writer = ChunkWriter(call, CodecSettings("flac", sample_rate=RATE, channels=2), RATE)
+    writer.write(0, two_tones(2))
+    call.write_manifest(dataclasses.replace(m, chunks=tuple(writer.sealed), frames=2 * RATE))
+    agent = store_for(roles, "agent")
+    assert Uploader(spool, agent, FAST).run_pass()
+    marker = spool.call_path(m.call_id) / UPLOADED
+    marker.write_text(marker.read_text().split()[0])  # as an older version wrote it
+    (spool.call_path(m.call_id) / MANIFEST_ATTEMPT).unlink()
+    call.release()
+    assert spool.recover().interrupted_calls == (m.call_id,)
+    assert Uploader(spool, agent, FAST).drain(30)
+    stored = Manifest.from_json(leader_get(roles)(layout.manifest_key(m.call_id)))
+    assert stored.status == "complete"
+    check_stored_call(leader_get(roles), stored)
