@@ -427,7 +427,8 @@ class DtmfDetector:
             if self._held is not None:
                 newest = sub_power[w + SUBS_PER_WINDOW - 1]
                 (hr, hc), (ppr, ppc) = self._held_bins, self._held_power
-                if newest[hr] >= 0.1 * ppr and newest[hc] >= 0.1 * ppc:
+                # together, as in _onset: a 5 ms DFT of the weaker tone is swamped by leakage
+                if newest[hr] + newest[hc] >= 0.1 * (ppr + ppc):
                     self._silent = 0
                 else:
                     self._silent += 1

@@ -297,6 +297,13 @@ def test_q24_through_telephone_codecs_at_minus_20_dbm0(codec):
     assert share >= 0.95 and stray == [], (codec, share, stray)
 
 
+@pytest.mark.parametrize("codec", ["gsm-fr", "opus-10k"])
+def test_keys_held_for_1_5_s_through_codecs_are_reported_once_each(codec):
+    """Q.24: a held key must not register twice; a low-rate codec's level wobble is not a gap."""
+    x, _ = keyed_digits(ALL_KEYS * 2, RATE, tone_seconds=1.5, level_dbm0=-20.0)
+    assert "".join(h.digit for h in detect(codec_round_trip(x, RATE, codec))) == ALL_KEYS * 2
+
+
 # ---- talk-off: real synthetic speech in several languages --------------------------------------
 
 SPEECH = {  # voice: text (a council contact centre's calls: addresses, dates, sums, card talk)
