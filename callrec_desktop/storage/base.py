@@ -75,9 +75,14 @@ class ServerChecks:
         else:
             verified = ("verifies NEITHER x-amz-checksum-sha256 NOR Content-MD5: a body corrupted on the way "
                         "is stored, and found only afterwards from the ETag (the put fails and is retried)")
-        writes = ("honours If-None-Match (chunks and final manifests are write-once)" if self.if_none_match
-                  else "does NOT honour If-None-Match: the uploader cannot keep chunks and final manifests "
-                       "write-once on this server")
+        if self.if_none_match:
+            writes = "honours If-None-Match (chunks and final manifests are write-once)"
+        elif self.if_none_match is None:
+            writes = ("does not know If-None-Match (answered 501): conditional puts of chunks and manifests "
+                      "will fail on this server")
+        else:
+            writes = ("does NOT honour If-None-Match: the uploader cannot keep chunks and final manifests "
+                      "write-once on this server")
         return f"{verified}; {writes}"
 
     @property

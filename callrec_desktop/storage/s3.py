@@ -312,7 +312,9 @@ class S3Store:
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
                 if err.transient:
                     raise err from exc
-                return None if status in (401, 403) else True
+                # 401/403: not allowed to probe; 501: the server does not know the header at
+                # all (not a refusal of this body): unknown either way.
+                return None if status in (401, 403, 501) else True
             except Exception as exc:
                 raise self._classify(exc, PROBE_KEY, "probe") from exc
 
