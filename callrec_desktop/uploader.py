@@ -154,8 +154,9 @@ class Uploader:
 
     def _probe_checks(self) -> None:
         """Ask the store once what it verifies (``S3Store.checks``: a few PUTs to ``health/``),
-        after the first pass in which the store confirmed a put, and say it once: a log warning if a checksum or write-once is not enforced there, and in the
-        status file `callrec status` reads. Runs on the uploader's thread (or drain()'s caller)."""
+        after the first pass in which the store confirmed a put, and say it once: a log warning
+        if a checksum or write-once is not enforced there, and in the status file `callrec
+        status` reads. Runs on the uploader's thread (or drain()'s caller)."""
         checks = getattr(self._store, "checks", None)
         if checks is None:
             self._checks_summary = ""

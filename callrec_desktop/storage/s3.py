@@ -10,8 +10,9 @@ Write-once: ``put(write_once=True)`` sends ``If-None-Match: *`` (sealed chunks);
 ``put(replaces=(md5, ...))`` sends ``If-Match`` with each MD5 in turn (a call's manifests: only
 this PC's own earlier one may be replaced). After a 412 the last try is ``If-Match`` with our
 own MD5, so a put whose bytes are already there (its reply was lost) is a success. The agent's
-credentials may be write-only, so ``put`` never reads (no HEAD, GET or LIST). The botocore client does not retry (``max_attempts=1``): the uploader retries with its
-own backoff, and two retry layers would multiply each other.
+credentials may be write-only, so ``put`` never reads (no HEAD, GET or LIST). The botocore
+client does not retry (``max_attempts=1``): the uploader retries with its own backoff, and two
+retry layers would multiply each other.
 
 Errors are classified into ``TransientStoreError`` (retry) and ``PermanentStoreError``; their
 messages name ``s3://bucket/prefix`` and the key, and never a credential.
