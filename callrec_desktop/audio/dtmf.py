@@ -189,8 +189,12 @@ class DtmfDetector:
         plain = np.exp(-2j * np.pi * np.outer(n, _FREQS) / self.sample_rate)
         rising = np.sin(np.pi * (n + 0.5) / (2 * self.hop)) ** 2
         harmonics = np.exp(-2j * np.pi * np.outer(n, _HARMONICS) / self.sample_rate)
-        self._basis = np.hstack([plain, rising[:, None] * plain, rising[::-1, None] * plain,
-                                 harmonics]).astype(np.complex64)
+        basis = np.hstack([plain, rising[:, None] * plain, rising[::-1, None] * plain, harmonics])
+        self._columns = basis.shape[1]
+        # As one real float32 matrix (real parts, then imaginary parts): a real product of
+        # this size stays on the calling thread in OpenBLAS, where a complex one of a 250 ms
+        # batch spread to its worker threads and cost 2.5 times the CPU for the same result.
+        self._basis = np.ascontiguousarray(np.hstack([basis.real, basis.imag]), dtype=np.float32)
         # Sub-block i (counted from the grid origin) starts i * hop frames in: its DFT is moved
         # onto the common timeline by exp(-2πi f i hop / rate). The frequencies and the rate
         # are integers, so that factor repeats every rate / gcd(hop, rate) sub-blocks: a table
@@ -207,7 +211,7 @@ class DtmfDetector:
         self._origin = 0  # capture frame where the sub-block grid starts
         self._sub_index = 0  # sub-blocks analysed since the origin
         # The last HISTORY_SUBS sub-blocks: spectra, energies, start frames.
-        self._hist_x = np.zeros((0, len(self._basis[0])), dtype=np.complex128)
+        self._hist_x = np.zeros((0, self._columns), dtype=np.complex128)
         self._hist_e = np.zeros(0, dtype=np.float64)
         self._hist_start = np.zeros(0, dtype=np.int64)
         # The run of windows holding one key: digit, count, first window's start, last one's.
@@ -224,7 +228,7 @@ class DtmfDetector:
         # The last _ring_size sub-blocks (spectra, energies, start frames), written in a circle
         # at _ring_at: earliest_tone_energy analyses them only when asked (bounded memory,
         # no cost per block beyond the copy).
-        self._ring_x = np.zeros((self._ring_size, len(self._basis[0])), dtype=np.complex128)
+        self._ring_x = np.zeros((self._ring_size, self._columns), dtype=np.complex128)
         self._ring_e = np.zeros(self._ring_size, dtype=np.float64)
         self._ring_s = np.zeros(self._ring_size, dtype=np.int64)
         self._ring_at = 0
@@ -256,7 +260,8 @@ class DtmfDetector:
         subs = buf[:used].reshape(n_sub, self.hop)
         starts = self._carry_frame + self.hop * np.arange(n_sub, dtype=np.int64)
         turns = (self._sub_index + np.arange(n_sub)) % len(self._phases)
-        spectra = (subs @ self._basis).astype(np.complex128) * self._phases[turns]
+        product = subs @ self._basis
+        spectra = (product[:, : self._columns] + 1j * product[:, self._columns :]) * self._phases[turns]
         self._sub_index += n_sub
         energies = np.einsum("ij,ij->i", subs, subs, dtype=np.float64)
         self._carry = np.array(buf[used:], dtype=np.float32)
