@@ -23,8 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from callrec_desktop import __version__
-from callrec_desktop.logs import quiet_credential_loggers
+from callrec_desktop.logs import PrivateRotatingFileHandler, quiet_credential_loggers
 from callrec_desktop.config import Config, ConfigError, load_config, resources_dir
+from callrec_desktop.private_files import tighten_at_start
 
 EXIT_OK = 0
 EXIT_FAULT = 1
@@ -42,35 +43,31 @@ def _start_integrations(config: Config, desk, control_token) -> list:
 
     Runs on a worker thread once the desk has started. Returns what must be stopped on exit,
     in the order to stop it (before the desk shuts down)."""
-    from callrec_desktop.triggers.dtmf_trigger import DtmfPaymentTrigger
-    from callrec_desktop.triggers.focus import FocusPaymentTrigger, focus_support
+    from callrec_desktop.triggers.compose import automatic_triggers
 
     started: list = []
-    if config.triggers.dtmf_enabled:
-        # Card-entry key tones on the caller's side (channel 1 of stereo; mono has no caller).
-        if config.audio.channels == 2:
-            desk.add_block_observer(DtmfPaymentTrigger(desk, config.recorder.sample_rate, channel=1))
-        else:
-            log.warning("DTMF trigger off: mono recording has no caller channel")
-    if config.triggers.payment_window_titles:
-        why_not = focus_support()
-        if why_not is None:
-            focus = FocusPaymentTrigger(desk, config.triggers.payment_window_titles, config.triggers.focus_poll_ms)
-            focus.start()
-            started.append(focus)
-        else:
-            log.warning("window-title payment trigger unavailable: %s", why_not)
+    # The same composition as `callrec record` and the demos, plus the focus trigger.
+    triggers = automatic_triggers(config, desk, channels=config.audio.channels, window=True)
+    for observe in triggers.block_observers:
+        desk.add_block_observer(observe)
+    triggers.start()
+    started.append(triggers)
     if control_token is not None:
-        from callrec_desktop.control.server import ControlServer
+        from callrec_desktop.control.portfile import default_port_file
+        from callrec_desktop.control.server import PORTS_PER_PC, ControlServer
+        from callrec_desktop.status import Fault
 
-        server = ControlServer(desk, control_token().value, port=config.control.port)
+        # The first free port from [control] port up (one per user on a shared PC), published
+        # where only this user's connectors read it.
+        server = ControlServer(desk, control_token().value, port=config.control.port, ports=PORTS_PER_PC,
+                               port_file=default_port_file())
         try:
             server.start()
             started.append(server)
-        except OSError as exc:  # e.g. the port is taken: recording goes on, the agent is told
+        except OSError as exc:  # every port taken: recording goes on, the agent is told, and it stays
             log.error("control API not started: %s", exc)
-            desk.notify(f"The control API could not start ({exc}); softphone and payment-page signals "
-                        "will not reach this recorder. Use the buttons.")
+            desk.report_fault(Fault.CONTROL_UNREACHABLE, f"{exc.strerror or exc}. Pause with Take payment "
+                                                         "yourself; tell IT.")
     return started
 
 
@@ -148,15 +145,15 @@ def _setup_logging(log_dir: Path, verbose: bool) -> Path | None:
     root.addHandler(console)
     quiet_credential_loggers()
     path = log_dir / "callrec-desktop.log"
-    try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=5, encoding="utf-8")
+    try:  # 0600 files in a 0700 folder whatever the umask, the rotated ones too
+        handler = PrivateRotatingFileHandler(path, maxBytes=2_000_000, backupCount=5, encoding="utf-8")
     except OSError as exc:
         log.warning("cannot write the log in %s (%s); logging to stderr only", log_dir, exc)
         return None
     handler.setFormatter(fmt)
     root.addHandler(handler)
     log.info("callrec-desktop %s starting; log %s", __version__, path)
+    tighten_at_start(log_dir=log_dir)  # what older versions or another umask left readable; logged
     return path
 
 
@@ -264,11 +261,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_config(path: Path | None) -> Config:
+    # Values IT's file overrode are logged by main() once the log file exists (Config.log_ignored).
     if path is None:
-        return load_config()
+        return load_config(log_ignored=False)
     if not path.is_file():
         raise ConfigError(f"--config {path}: no such file")
-    return load_config(env=dict(os.environ, CALLREC_CONFIG=str(path)))
+    return load_config(env=dict(os.environ, CALLREC_CONFIG=str(path)), log_ignored=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         _fatal("the settings are not valid", str(exc), headless)
         return EXIT_BAD_INPUT
     log_file = _setup_logging(config.paths.log_dir, args.verbose)
+    config.log_ignored()  # a handler's value that IT's machine-wide file overrode: once, into the log
     _install_qt_message_handler()
     reporter = ErrorReporter(headless, log_file)
     reporter.install()
@@ -315,20 +314,53 @@ def _read_notice() -> str:
         return ""
 
 
-def _quit_on_signals(app):
-    """SIGTERM / SIGINT (logout, service stop, Ctrl+C) close the app the normal way: capture
-    stops, an open call ends as interrupted, uploads flush. Python only runs signal handlers
-    between bytecodes, so a cheap timer gives it the chance while Qt's loop waits."""
+# SIGTERM / SIGHUP / logoff during a call: from the signal to the process's exit, at most this
+# long (the promise is 5 s; the rest is the interpreter's and Qt's own exit).
+SHUTDOWN_BUDGET_S = 4.0
+
+
+def _quit_on_signals(app, on_signal: Callable[[str], None] | None = None):
+    """SIGTERM, SIGINT and SIGHUP (logoff, service stop, Ctrl+C, the terminal closing) call
+    ``on_signal(name)`` (default: quit) on the GUI thread, at once: Python's C-level handler
+    writes the signal number to a socket (``signal.set_wakeup_fd``) that a QSocketNotifier
+    watches, so Qt's loop wakes even while it waits in C. Returns what must be kept alive."""
     import signal
+    import socket
 
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import QSocketNotifier
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: app.quit())
-    timer = QTimer()
-    timer.timeout.connect(lambda: None)
-    timer.start(250)
-    return timer
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # no SIGHUP on Windows
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda *_: None)  # the work is done below, on the GUI thread
+    handle = on_signal or (lambda name: app.quit())
+    notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Type.Read)
+
+    def on_ready(*_) -> None:
+        try:
+            data = reader.recv(64)
+        except (BlockingIOError, InterruptedError):
+            return
+        for number in dict.fromkeys(data):
+            try:
+                name = signal.Signals(number).name
+            except ValueError:
+                name = f"signal {number}"
+            handle(name)
+
+    notifier.activated.connect(on_ready)
+    return notifier, reader, writer
+
+
+def _budget(started: float, total: float) -> Callable[[float], float]:
+    """Seconds left of ``total`` since ``started`` (monotonic), keeping ``reserve`` back; at
+    least 0.1 so every step is still tried."""
+    import time
+
+    return lambda reserve=0.0: max(0.1, started + total - time.monotonic() - reserve)
 
 
 def _stop_all(things: list) -> None:
@@ -425,7 +457,32 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
             log.error("start-up failed: %s", result.error, exc_info=result.error)
             reporter.report(f"start-up failed: {result.error}")
 
-    signal_timer = _quit_on_signals(app)  # noqa: F841 - kept alive for the event loop
+    ending: list[float] = []  # when the session began to end (a signal, logoff), if it did
+
+    def end_session(why: str) -> None:
+        """SIGTERM / SIGHUP / SIGINT, or the desktop session ending: nobody is there to answer
+        a question. The open call ends now as ``shutdown`` (the recorder seals it), the window
+        closes without asking, and the app exits within SHUTDOWN_BUDGET_S. GUI thread."""
+        import time
+
+        if not ending:
+            ending.append(time.monotonic())
+            log.warning("%s: ending any call as 'shutdown' and closing without asking", why)
+        if holder.get("desk") is not None and holder["desk"].end_for_shutdown():
+            log.info("the call in progress was ended (shutdown)")
+        window.close_without_asking()
+        app.exit(0)  # also leaves the event loop of a question that is open, if any
+
+    def on_commit_data_request(manager) -> None:
+        """The desktop session is ending (logoff, shutdown): Qt asks us to save our data. The
+        call ends now (the session manager may kill us soon after) and no close will ask."""
+        log.warning("the desktop session is ending: ending any call as 'shutdown'")
+        if holder.get("desk") is not None:
+            holder["desk"].end_for_shutdown()
+        window.session_ending()
+
+    signal_handling = _quit_on_signals(app, end_session)  # noqa: F841 - kept alive for the event loop
+    app.commitDataRequest.connect(on_commit_data_request)
     log.info("ready")
     QTimer.singleShot(0, _log_window_shown)
     # On the loop's first turn, once the window is up: a worker importing the engine meanwhile
@@ -433,15 +490,24 @@ def _run_window(app, config: Config, args, reporter: ErrorReporter) -> int:
     QTimer.singleShot(0, lambda: adapter.run_task(build, built, name="desk-build"))
     rc = app.exec()
     log.info("closing: stopping capture and uploads")
+    # After a signal or logoff everything below fits in SHUTDOWN_BUDGET_S from the signal;
+    # an agent's own close waits longer for the last uploads.
+    left = _budget(ending[0], SHUTDOWN_BUDGET_S) if ending else None
     if holder.get("demo") is not None:
         holder["demo"].shutdown()
     _stop_all(integrations)
-    adapter.shutdown()
+    if not adapter.shutdown(**({"timeout": left(2.5)} if left else {})):
+        log.warning("a background job was still running at exit")
     if holder.get("desk") is not None:  # built, and its start job has run (adapter.shutdown waited)
-        if holder["desk"].shutdown():
+        timeouts = {"timeout": left(1.0) * 0.75, "upload_timeout": left(1.0) * 0.25} if left else {}
+        if holder["desk"].shutdown(**timeouts):
             log.info("closed: everything recorded has been uploaded")
         else:
             log.warning("closed: recordings are still waiting in the spool; they upload at the next start")
+    if ending:
+        import time
+
+        log.info("closed %.1f s after the session began to end", time.monotonic() - ending[0])
     return rc_override[0] if rc_override else rc
 
 
@@ -455,8 +521,9 @@ def _run_library(app, config: Config, args, reporter: ErrorReporter) -> int:
     """``--library``: the team leaders' Library window. No recorder, no device capture.
 
     Team leaders use their own read credentials for the store (read + list, put without
-    delete), kept in the OS keyring like the agents' write-only ones; their id in the access
-    log is ``config.identity.agent_id`` on their PC."""
+    delete), kept in the OS keyring like the agents' write-only ones. The author of their notes
+    and access events is their OS login (``governance.os_user``); ``config.identity.agent_id``
+    is only a label shown beside it."""
     import platformdirs
     from PySide6.QtCore import QTimer
 
@@ -476,7 +543,7 @@ def _run_library(app, config: Config, args, reporter: ErrorReporter) -> int:
     adapter = DeskAdapter()
     reporter.adapter = adapter
     adapter.error_reported.connect(reporter.report)
-    window = LibraryWindow(catalog, store, adapter, user=config.identity.agent_id,
+    window = LibraryWindow(catalog, store, adapter, label=config.identity.agent_id,
                            workstation=config.identity.workstation, cache_dir=cache / "waveforms",
                            lines=config.lines, playback=PlaybackChoice(config))
     window.show()

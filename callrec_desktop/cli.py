@@ -9,11 +9,12 @@ Contract (kept stable, documented in the README)::
     callrec catalog sync [--full] --store STORE [--db PATH]
     callrec find --store STORE [--caller C] [--from DATE] [--to DATE] [--line L] [--department D]
                  [--agent A] [--reason R] [--payment|--no-payment] [--min-seconds N] [--json]
-    callrec notes add CALL_ID --at SECONDS --text T [--tag X]... --author A --purpose P --store STORE
-    callrec notes change CALL_ID NOTE_ID --text T [--tag X]... --author A --purpose P --store STORE
-    callrec notes withdraw CALL_ID NOTE_ID --author A --purpose P --store STORE
+    callrec notes add CALL_ID --at SECONDS --text T [--tag X]... [--label L] --purpose P --store STORE
+    callrec notes change CALL_ID NOTE_ID --text T [--tag X]... [--label L] --purpose P --store STORE
+    callrec notes withdraw CALL_ID NOTE_ID [--label L] --purpose P --store STORE
     callrec notes list CALL_ID [--versions] --store STORE
     callrec access-log CALL_ID --store STORE
+    callrec access-log verify CALL_ID|--all --store STORE
     callrec verify --store STORE
     callrec ls --store STORE
     callrec status
@@ -30,14 +31,14 @@ import argparse
 import json
 import logging
 import sys
-import threading
 from pathlib import Path
 
 from callrec_desktop import __version__
-from callrec_desktop.config import Config, ConfigError, load_config
+from callrec_desktop.config import Config, ConfigError, load_config, refuse_flags_against_it
 from callrec_desktop.core.ids import InvalidIdError, validate_call_id
 from callrec_desktop.logs import quiet_credential_loggers
 from callrec_desktop.storage.base import StoreError
+from callrec_desktop.terminal_text import EscapingWriter, shown
 
 EXIT_FAULT = 1
 EXIT_BAD_INPUT = 2
@@ -58,6 +59,18 @@ def _check_call_id(call_id: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``callrec`` command. Everything it prints (and logs) passes through
+    ``EscapingWriter``: a control character from the store reaches the terminal as a visible
+    escape, never as a command; store fields in text output go through ``shown`` too."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapingWriter(out), EscapingWriter(err)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -155,7 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     sg.add_argument("--caller", help="call-started: the caller's number, if known")
     sg.add_argument("--external-id", help="call-started: the call's id in the CTI or softphone")
     sg.add_argument("--to", help="transferred: the department")
-    sg.add_argument("--port", type=int, help="control API port (default: settings [control] port)")
+    sg.add_argument("--port", type=int, help="control API port (default: the port this user's callrec-desktop "
+                                             "published, else settings [control] port)")
     sg.add_argument("--token", help="API token (default: $CALLREC_CONTROL_TOKEN, else the OS keyring); "
                                     "visible to other users in the process list, so prefer those")
     sg.set_defaults(func=cmd_signal)
@@ -200,6 +214,10 @@ def cmd_record(args) -> int:
     from callrec_desktop.core.script import ScriptError, parse_script
 
     config = _config(args)
+    refuse_flags_against_it(config, (  # IT's settings apply to one-off runs too (README, Configuration)
+        ("--store", "store.url", args.store), ("--endpoint-url", "store.endpoint_url", args.endpoint_url),
+        ("--codec", "recorder.codec", args.codec), ("--chunk-seconds", "recorder.chunk_seconds", args.chunk_seconds),
+        ("--spool", "paths.spool_dir", args.spool)))
     lines = config.lines
 
     def check_department(name: str) -> None:
@@ -227,15 +245,19 @@ def cmd_record(args) -> int:
     settings = _recording_settings(config, args.codec, args.chunk_seconds, source.channels)
     store = _open_store(config, args.store, args.endpoint_url)
     return _record(config, source, events, settings, store, args.spool or config.paths.spool_dir,
-                   args.upload_timeout, stop_after_last_event=args.source == "device")
+                   args.upload_timeout, stop_after_last_event=args.source == "device", where=str(args.script))
 
 
 def _record(config: Config, source, events, settings, store, spool_dir: Path, upload_timeout: float,
-            *, stop_after_last_event: bool) -> int:
+            *, stop_after_last_event: bool, where: str = "script") -> int:
+    """Record ``source`` through the spool into ``store``, applying the script's ``events`` as
+    capture reaches them, with the automatic payment triggers ``[triggers]`` asks for (see
+    ``_ScriptedSource`` for the rules). Runs on the calling thread (it is the recorder thread)."""
     from callrec_desktop.compose import identity, upload_settings
-    from callrec_desktop.core.timeline import EventSource
+    from callrec_desktop.core.timeline import EndReason
     from callrec_desktop.recorder import Recorder
     from callrec_desktop.spool import Spool
+    from callrec_desktop.triggers.compose import RecorderTarget, automatic_triggers
     from callrec_desktop.uploader import Uploader
 
     spool = Spool(spool_dir)
@@ -244,37 +266,30 @@ def _record(config: Config, source, events, settings, store, spool_dir: Path, up
     for call_id in report.interrupted_calls:
         print(f"callrec: recovered interrupted call {call_id} from the spool", file=sys.stderr)
     uploader = Uploader(spool, store, upload_settings(config), status_file=spool.root / "upload-status.json")
-    recorder = Recorder(source, spool, settings, identity(config), listeners=[lambda e: uploader.wake()])
     rate = settings.codec.sample_rate
-    src = EventSource.SCRIPT
-    for e in events:
-        f = e.frame(rate)
-        if e.event == "call_started":
-            line = config.lines.find(e.line)
-            recorder.start_call(line.number or line.id, line.department, caller=e.caller, external_id=e.external_id,
-                                source=src, at_frame=f)
-        elif e.event == "payment_started":
-            recorder.start_payment(source=src, at_frame=f)
-        elif e.event == "payment_ended":
-            recorder.end_payment(source=src, at_frame=f)
-        elif e.event == "transferred":
-            recorder.transfer(e.to, source=src, at_frame=f)
-        elif e.event == "call_ended":
-            recorder.end_call(source=src, at_frame=f)
+    stop_at = events[-1].frame(rate) + settings.lookbehind_frames // 4 if stop_after_last_event else None
+    scripted = _ScriptedSource(source, events, config, rate, stop_at=stop_at, where=where)
+    observers: list = []  # the triggers need the recorder, which takes its observers when built
+
+    def observe(block) -> None:  # recorder thread
+        for observer in observers:
+            observer(block)
+
+    recorder = Recorder(scripted, spool, settings, identity(config), listeners=[lambda e: uploader.wake()],
+                        block_observers=[observe])
+    scripted.recorder = recorder
+
+    def announce(at_frame: int | None, notice: str) -> None:  # recorder thread; rare
+        status = recorder.status()  # where the pause was applied (never before the call's start)
+        frame = status.pause_started_frame if status.pause_started_frame is not None else at_frame
+        when = f" from {frame / rate:.2f} s into the source" if frame is not None else ""
+        print(f"callrec: call {status.call_id}: card key tones heard, paused for payment{when}",
+              file=sys.stderr, flush=True)
+
+    # After the script (its applier runs in the source's read, before any observer sees the block).
+    observers.extend(automatic_triggers(config, RecorderTarget(recorder, on_pause=announce),
+                                        channels=source.channels).block_observers)
     uploader.start()
-    if stop_after_last_event:
-        last = events[-1].frame(rate) + settings.lookbehind_frames // 4
-
-        def stop_when_done() -> None:
-            while recorder_thread.is_alive() and source.frames_captured < last:
-                stop_event.wait(0.05)
-            recorder.stop()
-
-        stop_event = threading.Event()
-        recorder_thread = threading.current_thread()
-        threading.Thread(target=stop_when_done, daemon=True).start()
-    from callrec_desktop.core.timeline import EndReason
-
     results = recorder.run(end_open_call_as=EndReason.HANGUP)
     uploader.stop(timeout=30)
     drained = uploader.drain(upload_timeout)
@@ -283,18 +298,118 @@ def _record(config: Config, source, events, settings, store, spool_dir: Path, up
         print(json.dumps({
             "call_id": m.call_id, "line": m.line_number, "department": m.department,
             "duration_seconds": round(m.duration_seconds, 3), "chunks": len(m.chunks),
-            "pauses": len(m.pauses), "end_reason": m.end.reason if m.end else None,
+            "pauses": len(m.pauses), "pause_sources": [p.source for p in m.pauses],
+            "end_reason": m.end.reason if m.end else None,
             "transferred_to": m.end.department if m.end else None,
             "uploaded": drained, "store": store.description,
         }), flush=True)
-    for err in results.errors:
+    for note in scripted.notes:
+        print(f"callrec: {note}", file=sys.stderr)
+    errors = [*scripted.errors, *results.errors]
+    for err in errors:
         print(f"callrec: error: {err}", file=sys.stderr)
     if source.overflows:
         print(f"callrec: warning: {source.overflows} input overflow(s): audio was lost at the device", file=sys.stderr)
     if not drained:
         print(f"callrec: error: upload to {store.description} not finished ({status.backlog_chunks} chunk(s) "
               f"still spooled in {spool.root}; last error: {status.last_error})", file=sys.stderr)
-    return EXIT_FAULT if results.errors or not drained else 0
+    return EXIT_FAULT if errors or not drained else 0
+
+
+class _ScriptedSource:
+    """The capture source of ``callrec record`` / ``callrec demo``, applying the script's
+    events to the recorder as capture reaches them, so the automatic triggers' pauses
+    interleave with the scripted events on one timeline.
+
+    Rules (README, "The callrec command"):
+
+    * Each event is applied, stamped at its own frame, when the block holding that frame is
+      read: before the recorder's block observers (the DTMF trigger) see that block, and
+      long before the gate reaches the frame (the look-behind holds it).
+    * ``payment_started`` while a payment pause is already on (the trigger was first): merged,
+      no error; the pause keeps its earlier start and its source (``automatic``).
+    * ``payment_ended`` ends the payment pause on, whoever started it.
+    * A trigger after a ``payment_ended`` pauses again, until the next scripted
+      ``payment_ended``, ``transferred`` or ``call_ended`` (or the end of the source).
+    * ``payment_ended`` with no pause on (only possible in a script with its
+      ``payment_started`` left to the trigger, as ``callrec demo``'s, when the trigger did not
+      pause) is skipped, with a note on stderr.
+    * Events after the end of a file source are applied at their own frames when it ends (a
+      call whose end lies past the audio still ends as scripted). With ``stop_at`` (``--source
+      device``) capture ends once every event is applied and ``stop_at`` is reached.
+
+    ``read`` runs on the recorder thread; the rest delegates to the wrapped source.
+    """
+
+    def __init__(self, source, events, config: Config, rate: int, *, stop_at: int | None, where: str) -> None:
+        self._source = source
+        self._pending = list(events)
+        self._config = config
+        self._rate = rate
+        self._stop_at = stop_at
+        self._where = where
+        self._ended = False
+        self.recorder = None  # set by _record once the recorder exists
+        self.errors: list[str] = []
+        self.notes: list[str] = []
+
+    def __getattr__(self, name: str):  # channels, sample_rate, frames_captured, overflows, ...
+        return getattr(self._source, name)
+
+    def start(self) -> None:
+        self._source.start()
+
+    def stop(self) -> None:
+        self._source.stop()
+
+    def read(self, timeout: float | None = None):
+        """Recorder thread: the next block, after applying every event stamped before its end."""
+        if self._ended:
+            return None
+        block = self._source.read(timeout)
+        if block is None:  # the file ran out: what is left of the script happens at its own frames
+            self._apply_until(None)
+            return None
+        end = block.start_frame + len(block.data)
+        self._apply_until(end)
+        if self._stop_at is not None and not self._pending and end >= self._stop_at:
+            self._ended = True  # --source device: the script is done; the next read ends capture
+        return block
+
+    def _apply_until(self, end: int | None) -> None:
+        from callrec_desktop.core.timeline import TimelineError
+
+        while self._pending and (end is None or self._pending[0].frame(self._rate) < end):
+            e = self._pending.pop(0)
+            try:
+                self._apply(e)
+            except TimelineError as exc:  # not expected: parse_script checked the script's own order
+                self.errors.append(f"{self._where}: event[{e.index}] ({e.event} at {e.at} s): {exc}")
+
+    def _apply(self, e) -> None:
+        from callrec_desktop.core.timeline import EventSource
+
+        r, src, f = self.recorder, EventSource.SCRIPT, e.frame(self._rate)
+        if e.event == "call_started":
+            line = self._config.lines.find(e.line)
+            r.start_call(line.number or line.id, line.department, caller=e.caller, external_id=e.external_id,
+                         source=src, at_frame=f)
+        elif e.event == "payment_started":
+            if r.status().payment_in_progress:
+                log.info("%s: event[%d] payment_started at %s s: already paused for payment; merged",
+                         self._where, e.index, e.at)
+            else:
+                r.start_payment(source=src, at_frame=f)
+        elif e.event == "payment_ended":
+            if r.status().payment_in_progress:
+                r.end_payment(source=src, at_frame=f)
+            else:
+                self.notes.append(f"{self._where}: event[{e.index}] (payment_ended at {e.at} s): no payment pause "
+                                  "was on (the DTMF trigger did not pause): nothing to end")
+        elif e.event == "transferred":
+            r.transfer(e.to, source=src, at_frame=f)
+        elif e.event == "call_ended":
+            r.end_call(source=src, at_frame=f)
 
 
 def cmd_export(args) -> int:
@@ -336,14 +451,14 @@ def cmd_verify(args) -> int:
     for m in iter_manifests(store):
         if isinstance(m, ManifestProblem):
             faults += 1
-            print(f"FAULT {m.key}: {m.problem}")
+            print(f"FAULT {shown(m.key)}: {shown(m.problem)}")
             continue
         calls += 1
         chunks += len(m.chunks)
         problems = verify_call(store, m)
         faults += len(problems)
         for p in problems:
-            print(f"FAULT {p}")
+            print(f"FAULT {shown(p)}")
         if m.status != "complete":
             print(f"NOTE {m.call_id}: provisional manifest (call in progress, or its workstation has not finished uploading)")
     print(f"{calls} recording(s), {chunks} chunk(s) checked in {store.description}: "
@@ -360,7 +475,7 @@ def cmd_ls(args) -> int:
     for m in iter_manifests(store):
         if isinstance(m, ManifestProblem):
             bad += 1
-            print(f"callrec: warning: skipped {m.key}: {m.problem}", file=sys.stderr)
+            print(f"callrec: warning: skipped {shown(m.key)}: {shown(m.problem)}", file=sys.stderr)
             continue
         end = m.end.reason if m.end else "in progress"
         if m.end and m.end.department:
@@ -371,8 +486,8 @@ def cmd_ls(args) -> int:
                               "duration_seconds": round(m.duration_seconds, 3), "end": end,
                               "pauses": len(m.pauses), "status": m.status}))
         else:
-            print(f"{m.call_id}  {m.started_at:%Y-%m-%d %H:%M:%S}Z  {m.line_number or '-':<13} "
-                  f"{m.department[:28]:<28} {m.duration_seconds:8.1f}s  {len(m.pauses)} pause(s)  {end}")
+            print(f"{m.call_id}  {m.started_at:%Y-%m-%d %H:%M:%S}Z  {shown(m.line_number or '-'):<13} "
+                  f"{shown(m.department[:28]):<28} {m.duration_seconds:8.1f}s  {len(m.pauses)} pause(s)  {shown(end)}")
     return EXIT_FAULT if bad else 0
 
 
@@ -394,6 +509,8 @@ def cmd_status(args) -> int:
               f"{backlog['backlog_calls']} call(s)" + (f", oldest {age:.0f} s" if age is not None else ""))
         print(f"last success: {last.get('last_success') or 'never'}")
         print(f"last error:   {last.get('last_error') or 'none'}")
+        if last.get("store_checks"):
+            print(f"store checks: {last['store_checks']}")
     return 0
 
 
@@ -451,6 +568,9 @@ def _test_credentials(config: Config, args) -> int:
         print(f"callrec: credentials test failed: {exc}", file=sys.stderr)
         return EXIT_FAULT
     print(f"ok: wrote {key} to {store.description}")
+    checks = getattr(store, "checks", None)
+    if checks is not None:  # what this server verifies (a few PUTs to health/checksum-probe)
+        print(f"store checks: {checks().summary()}")
     return 0
 
 
@@ -462,13 +582,15 @@ def _safe_name(text: str) -> str:
 
 def cmd_demo(args) -> int:
     """The bundled demo call (resources/demo, the same call ``callrec-desktop --demo`` plays):
-    a payment pause over the caller's card key tones, then a transfer to Housing."""
+    the DTMF trigger pauses for payment when the caller keys the card number, the scripted
+    agent presses Payment finished, then the call is transferred to Housing."""
     import tempfile
 
     from callrec_desktop.audio.sources import AudioSourceError, FileSource
-    from callrec_desktop.demo import DemoError, load_demo
+    from callrec_desktop.demo import DemoError, demo_events, load_demo
 
     config = _config(args)
+    refuse_flags_against_it(config, (("--store", "store.url", args.store),))
     try:
         demo = load_demo(config=config)
     except DemoError as exc:
@@ -481,21 +603,26 @@ def cmd_demo(args) -> int:
     settings = _recording_settings(config, None, None, source.channels)
     store = _open_store(config, args.store, None)
     when = {e.event: e for e in demo.events}
-    pay, paid, transfer = when["payment_started"], when["payment_ended"], when["transferred"]
+    paid, transfer = when["payment_ended"], when["transferred"]
+    trigger = config.triggers.dtmf_enabled  # the demo call is stereo: the caller's side is there
+    pause = ("the DTMF trigger pauses for payment on the caller's key tones" if trigger else
+             f"[triggers] dtmf_enabled is false: the scripted agent pauses for payment at "
+             f"{when['payment_started'].at:.1f} s")
     print(f"callrec demo: recording the {demo.seconds:.0f} s demo call on {when['call_started'].line} "
-          f"(payment pause {pay.at:.1f}-{paid.at:.1f} s, transfer to {transfer.to} at {transfer.at:.1f} s) "
+          f"({pause}, payment finished at {paid.at:.1f} s, transfer to {transfer.to} at {transfer.at:.1f} s) "
           f"into {store.description}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="callrec-demo-spool-") as tmp:
         spool_dir = config.paths.spool_dir if config.paths.spool_dir else Path(tmp)
-        return _record(config, source, list(demo.events), settings, store, spool_dir, 60.0,
-                       stop_after_last_event=False)
+        return _record(config, source, list(demo_events(demo, dtmf_trigger=trigger)), settings, store, spool_dir,
+                       60.0, stop_after_last_event=False, where=str(demo.script))
 
 
 def cmd_signal(args) -> int:
     """Send one event to the running app's control API (for CTI and softphone scripts)."""
     import os
 
-    from callrec_desktop.control.client import ControlClient, ControlError, ControlUnreachable
+    from callrec_desktop.control import portfile
+    from callrec_desktop.control.client import ControlClient, ControlError, ControlImpostor, ControlUnreachable
     from callrec_desktop.control.token import ControlTokenError, read_token
 
     options = {"call-started": ("line", "caller", "external_id"), "transferred": ("to",)}.get(args.op, ())
@@ -507,7 +634,13 @@ def cmd_signal(args) -> int:
         raise UsageError("call-started needs --line (the line's number or id)")
     if args.op == "transferred" and not args.to:
         raise UsageError("transferred needs --to (the department)")
-    port = args.port if args.port is not None else _config(args).control.port
+    port = args.port
+    if port is None:  # this user's running instance publishes its port (one per user on a shared PC)
+        try:
+            published = portfile.read(portfile.default_port_file())
+        except portfile.PortFileError as exc:
+            raise UsageError(f"{exc}; pass --port") from None
+        port = published.port if published is not None else _config(args).control.port
     if not 1 <= port <= 65535:
         raise UsageError(f"--port: must be 1..65535, got {port}")
     token = args.token or os.environ.get("CALLREC_CONTROL_TOKEN")
@@ -533,7 +666,7 @@ def cmd_signal(args) -> int:
             answer = client.call_ended()
         else:
             answer = client.status()
-    except ControlUnreachable as exc:
+    except (ControlUnreachable, ControlImpostor) as exc:
         print(f"callrec: error: {exc.message}", file=sys.stderr)
         return EXIT_FAULT
     except ControlError as exc:
@@ -564,15 +697,19 @@ def _purpose(code: str, reason: str | None):
         raise UsageError(str(exc)) from None
 
 
-def _log_access(config: Config, store, action: str, call_id: str, purpose, detail: dict | None) -> bool:
-    """Record the access; the user is the team leader's id (``[identity] agent_id``)."""
+def _log_access(config: Config, store, action: str, call_id: str, purpose, detail: dict | None,
+                label: str | None = None) -> bool:
+    """Record the access, chained to the call's earlier events; the author is this process's OS
+    login (``governance.os_user``), the team leader's typed id (``label``, else ``[identity]
+    agent_id``) only a label beside it. Runs on the main thread."""
     from callrec_desktop.governance.access_log import AccessLog, AccessLogError
+    from callrec_desktop.governance.os_user import OsUserError
     from callrec_desktop.storage.base import StoreError
 
     try:
-        AccessLog(store, user=config.identity.agent_id, workstation=config.identity.workstation).record(
+        AccessLog(store, label=label or config.identity.agent_id, workstation=config.identity.workstation).record(
             action, call_id, purpose.code, purpose.reason, detail)
-    except (StoreError, AccessLogError) as exc:
+    except (StoreError, AccessLogError, OsUserError) as exc:
         print(f"callrec: error: could not record the {action} in the access log: {exc}", file=sys.stderr)
         return False
     return True
@@ -618,7 +755,7 @@ def _add_catalog_commands(sub, store_args, purpose_args) -> None:
     na.add_argument("--end", type=float, help="seconds into the call where the noted span ends")
     na.add_argument("--text", required=True)
     na.add_argument("--tag", action="append", default=[], help="a short slug; repeatable")
-    na.add_argument("--author", required=True, help="the team leader's id")
+    na.add_argument("--label", "--author", dest="label", help=_LABEL_HELP)
     purpose_args(na)
     na.set_defaults(func=cmd_notes_add)
     nc = n_sub.add_parser("change", help="replace the text and tags of your own note (the old version is kept)")
@@ -627,14 +764,14 @@ def _add_catalog_commands(sub, store_args, purpose_args) -> None:
     store_args(nc)
     nc.add_argument("--text", required=True)
     nc.add_argument("--tag", action="append", default=[], help="a short slug; repeatable")
-    nc.add_argument("--author", required=True, help="the team leader's id (the note's author)")
+    nc.add_argument("--label", "--author", dest="label", help=_LABEL_HELP)
     purpose_args(nc)
     nc.set_defaults(func=cmd_notes_change)
     nw = n_sub.add_parser("withdraw", help="withdraw your own note (a record of it is kept)")
     nw.add_argument("call_id")
     nw.add_argument("note_id")
     store_args(nw)
-    nw.add_argument("--author", required=True, help="the team leader's id (the note's author)")
+    nw.add_argument("--label", "--author", dest="label", help=_LABEL_HELP)
     purpose_args(nw)
     nw.set_defaults(func=cmd_notes_withdraw)
     nl = n_sub.add_parser("list", help="list a call's notes")
@@ -644,9 +781,12 @@ def _add_catalog_commands(sub, store_args, purpose_args) -> None:
     nl.add_argument("--json", action="store_true")
     nl.set_defaults(func=cmd_notes_list)
 
-    al = sub.add_parser("access-log", help="who played, exported or annotated a call, when and why")
-    al.add_argument("call_id")
+    al = sub.add_parser("access-log", help="who played, exported or annotated a call, when and why; "
+                                           "'access-log verify CALL_ID|--all' checks the hash chain")
+    al.add_argument("call_id", metavar="CALL_ID|verify")
+    al.add_argument("verify_call_id", nargs="?", metavar="CALL_ID", help="with verify: the call to check")
     store_args(al)
+    al.add_argument("--all", action="store_true", help="with verify: every call in the store's access log")
     al.add_argument("--json", action="store_true")
     al.set_defaults(func=cmd_access_log)
 
@@ -684,7 +824,7 @@ def _sync(catalog, store, full: bool) -> int:
         print(f"callrec: error: sync with {store.description} failed: {exc}", file=sys.stderr)
         return EXIT_FAULT
     for p in report.problems:
-        print(f"callrec: warning: skipped {p.key}: {p.problem}", file=sys.stderr)
+        print(f"callrec: warning: skipped {shown(p.key)}: {shown(p.problem)}", file=sys.stderr)
     print(f"synced {store.description}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
           f"{len(report.problems)} skipped, {report.partitions} partition(s)", file=sys.stderr)
     return 0
@@ -737,23 +877,30 @@ def cmd_find(args) -> int:
                               "transferred_to": r.transferred_to, "payment_pauses": r.payment_pause_count,
                               "status": r.status}))
         else:
-            print(f"{r.call_id}  {r.started_at:%Y-%m-%d %H:%M:%S}Z  {r.line_number or '-':<13} "
-                  f"{r.department[:24]:<24} {r.caller or '-':<14} {r.duration_seconds:8.1f}s  {end}")
+            print(f"{r.call_id}  {r.started_at:%Y-%m-%d %H:%M:%S}Z  {shown(r.line_number or '-'):<13} "
+                  f"{shown(r.department[:24]):<24} {shown(r.caller or '-'):<14} {r.duration_seconds:8.1f}s  {shown(end)}")
     return 0
 
 
 def _change_note(args, change) -> int:
-    """Run ``change(NoteStore, manifest)`` (add / change / withdraw), then log it with the
-    purpose and the note's id. A note that was stored but could not be logged: exit 1."""
+    """Run ``change(NoteStore, manifest, author)`` (add / change / withdraw), then log it with the
+    purpose and the note's id. The author is this process's OS login, ``--label`` (else
+    ``[identity] agent_id``) a label beside it. A note that was stored but could not be logged: exit 1."""
     from callrec_desktop.archive import ArchiveError, load_manifest
+    from callrec_desktop.governance.os_user import OsUserError, os_login
     from callrec_desktop.notes import NoteError, NoteStore
 
     config = _config(args)
     _check_call_id(args.call_id)
     purpose = _purpose(args.purpose, args.reason)
-    store = _open_store(config, args.store, args.endpoint_url)
     try:
-        note = change(NoteStore(store), load_manifest(store, args.call_id))
+        author = os_login()
+    except OsUserError as exc:
+        raise UsageError(f"who is writing this note: {exc}") from None
+    store = _open_store(config, args.store, args.endpoint_url)
+    label = args.label or config.identity.agent_id
+    try:
+        note = change(NoteStore(store, label=label), load_manifest(store, args.call_id), author)
     except NoteError as exc:
         raise UsageError(str(exc)) from None
     except ArchiveError as exc:
@@ -762,21 +909,25 @@ def _change_note(args, change) -> int:
     print(json.dumps({"note_id": note.note_id, "call_id": note.call_id, "at_seconds": note.at_seconds,
                       "end_seconds": note.end_seconds, "tags": list(note.tags), "replaces": note.replaces,
                       "withdrawn": note.withdrawn}))
-    return 0 if _log_access(config, store, "note", note.call_id, purpose, note.access_detail()) else EXIT_FAULT
+    return 0 if _log_access(config, store, "note", note.call_id, purpose, note.access_detail(), label) else EXIT_FAULT
+
+
+_LABEL_HELP = ("a display label beside the author (default: [identity] agent_id); the author is always "
+               "your OS login (--author is the old name of this option)")
 
 
 def cmd_notes_add(args) -> int:
-    return _change_note(args, lambda notes, manifest: notes.add(
-        args.call_id, args.author, args.at, args.text, args.tag, args.end, manifest=manifest))
+    return _change_note(args, lambda notes, manifest, author: notes.add(
+        args.call_id, author, args.at, args.text, args.tag, args.end, manifest=manifest))
 
 
 def cmd_notes_change(args) -> int:
-    return _change_note(args, lambda notes, manifest: notes.revise(
-        args.call_id, args.author, args.note_id, args.text, args.tag, manifest=manifest))
+    return _change_note(args, lambda notes, manifest, author: notes.revise(
+        args.call_id, author, args.note_id, args.text, args.tag, manifest=manifest))
 
 
 def cmd_notes_withdraw(args) -> int:
-    return _change_note(args, lambda notes, manifest: notes.withdraw(args.call_id, args.author, args.note_id))
+    return _change_note(args, lambda notes, manifest, author: notes.withdraw(args.call_id, author, args.note_id))
 
 
 def cmd_notes_list(args) -> int:
@@ -787,10 +938,11 @@ def cmd_notes_list(args) -> int:
     store = _open_store(config, args.store, args.endpoint_url)
     notes = NoteStore(store).list(args.call_id)
     for key, problem in notes.problems:
-        print(f"callrec: warning: skipped {key}: {problem}", file=sys.stderr)
+        print(f"callrec: warning: skipped {shown(key)}: {shown(problem)}", file=sys.stderr)
     for n in (notes.versions if args.versions else notes):
         if args.json:
-            print(json.dumps({"note_id": n.note_id, "author": n.author, "created_at": n.created_at.isoformat(),
+            print(json.dumps({"note_id": n.note_id, "author": n.author, "label": n.label,
+                              "created_at": n.created_at.isoformat(),
                               "at_seconds": n.at_seconds, "end_seconds": n.end_seconds, "text": n.text,
                               "tags": list(n.tags), "replaces": n.replaces, "withdrawn": n.withdrawn},
                              ensure_ascii=False))
@@ -799,31 +951,66 @@ def cmd_notes_list(args) -> int:
             tags = f" [{', '.join(n.tags)}]" if n.tags else ""
             what = (f" (withdraws {n.replaces})" if n.withdrawn else
                     f" (replaces {n.replaces})" if n.replaces is not None else "")
-            print(f"{span:>14}  {n.author}  {n.created_at:%Y-%m-%d %H:%M}Z{tags}{what}: {n.text}")
+            print(f"{span:>14}  {shown(n.author)}  {n.created_at:%Y-%m-%d %H:%M}Z{shown(tags)}{what}: {shown(n.text)}")
     return 0
 
 
 def cmd_access_log(args) -> int:
+    """``access-log CALL_ID``: the call's events, oldest first. ``access-log verify CALL_ID|--all``:
+    check each call's hash chain (``governance.access_log.verify_chain``), one line per call;
+    exit 1 if any call has a fault (the line names its first), 0 if none (unchained and
+    concurrent events are said, not faults). Runs on the main thread."""
     from callrec_desktop.governance.access_log import AccessLog
     from callrec_desktop.governance.purposes import label
 
+    if args.call_id == "verify":
+        return _verify_access_log(args)
+    if args.verify_call_id is not None or args.all:
+        raise UsageError("a second CALL_ID and --all go with 'access-log verify' only")
     config = _config(args)
     _check_call_id(args.call_id)
     store = _open_store(config, args.store, args.endpoint_url)
-    history = AccessLog(store, user=config.identity.agent_id,
-                        workstation=config.identity.workstation).history(args.call_id)
+    history = AccessLog(store, user="(reader)", workstation=config.identity.workstation).history(args.call_id)
     for key, problem in history.problems:
-        print(f"callrec: warning: skipped {key}: {problem}", file=sys.stderr)
+        print(f"callrec: warning: skipped {shown(key)}: {shown(problem)}", file=sys.stderr)
     for e in history:
         if args.json:
             print(json.dumps({"event_id": e.event_id, "at": e.at.isoformat(), "action": e.action,
-                              "purpose": e.purpose, "reason": e.reason, "user": e.user,
-                              "workstation": e.workstation, "detail": e.detail}, ensure_ascii=False))
+                              "purpose": e.purpose, "reason": e.reason, "user": e.user, "label": e.label,
+                              "workstation": e.workstation, "detail": e.detail, "seq": e.seq},
+                             ensure_ascii=False))
         else:
             why = label(e.purpose) + (f": {e.reason}" if e.reason else "")
-            print(f"{e.at:%Y-%m-%d %H:%M:%S}Z  {e.action:<6} {e.user} on {e.workstation}  ({why})")
+            shown_label = f" ({shown(e.label)})" if e.label and e.label != e.user else ""
+            print(f"{e.at:%Y-%m-%d %H:%M:%S}Z  {shown(e.action):<6} {shown(e.user)}{shown_label} on "
+                  f"{shown(e.workstation)}  ({shown(why)})")
     return EXIT_FAULT if history.problems else 0
 
+
+def _verify_access_log(args) -> int:
+    from callrec_desktop.governance.access_log import AccessLog
+
+    if (args.verify_call_id is None) == (not args.all):
+        raise UsageError("access-log verify needs a CALL_ID or --all (not both)")
+    config = _config(args)
+    if args.verify_call_id is not None:
+        _check_call_id(args.verify_call_id)
+    store = _open_store(config, args.store, args.endpoint_url)
+    access = AccessLog(store, user="(reader)", workstation=config.identity.workstation)
+    calls = access.calls() if args.all else [args.verify_call_id]
+    faulty = 0
+    for call_id in calls:
+        report = access.verify(call_id)
+        faulty += not report.ok
+        if args.json:
+            print(json.dumps({"call_id": call_id, "ok": report.ok, "events": report.events,
+                              "unchained": report.unchained, "concurrent": report.concurrent,
+                              "faults": report.faults}, ensure_ascii=False))
+        else:
+            print(f"{call_id}: {shown(report.summary())}")
+    if args.all and not args.json:
+        print(f"{len(calls)} call(s) checked, {faulty} with a fault")
+    return EXIT_FAULT if faulty else 0
 
 if __name__ == "__main__":
     raise SystemExit(main())
