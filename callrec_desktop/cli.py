@@ -36,6 +36,7 @@ from pathlib import Path
 from callrec_desktop import __version__
 from callrec_desktop.config import Config, ConfigError, load_config, refuse_flags_against_it
 from callrec_desktop.core.ids import InvalidIdError, validate_call_id
+from callrec_desktop.core.manifest import END_REASONS
 from callrec_desktop.logs import quiet_credential_loggers
 from callrec_desktop.storage.base import StoreError
 from callrec_desktop.terminal_text import EscapingWriter, shown
@@ -736,7 +737,7 @@ def _add_catalog_commands(sub, store_args, purpose_args) -> None:
     f.add_argument("--line")
     f.add_argument("--department")
     f.add_argument("--agent")
-    f.add_argument("--reason", choices=("hangup", "transferred", "interrupted", "error"), help="how the call ended")
+    f.add_argument("--reason", choices=END_REASONS, help="how the call ended")
     f.add_argument("--payment", dest="payment", action=argparse.BooleanOptionalAction, default=None,
                    help="only calls with (--payment) or without (--no-payment) a payment pause")
     f.add_argument("--min-seconds", type=float)

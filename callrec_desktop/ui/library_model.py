@@ -20,7 +20,8 @@ from callrec_desktop.ui.widgets import format_duration
 
 PAGE = 200
 
-END_WORDS = {"hangup": "Hung up", "transferred": "Transferred", "interrupted": "Interrupted", "error": "Error"}
+END_WORDS = {"hangup": "Hung up", "transferred": "Transferred", "interrupted": "Interrupted", "error": "Error",
+             "shutdown": "Program closed"}
 
 
 @dataclass(frozen=True)
