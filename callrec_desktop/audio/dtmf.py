@@ -9,7 +9,7 @@ What it accepts (ITU-T Q.23 frequencies, Q.24 reception practice; measured by
 docs/triggers.md): tones of 40 ms (with 1 ms ramps) and more, none of 20 ms or less; each
 tone within ±1.5 % of its frequency, none off by ±3.5 %; the high group up to 4 dB louder
 than the low group ("normal" or forward twist) and the low group up to 8 dB louder ("reverse"
-twist), each with a guard; each tone from -3 down to -36 dBm0 and not below -42 dBm0.
+twist), accepting up to 8 and 9 dB; each tone from -3 down to -36 dBm0 and not below -42 dBm0.
 Levels: 0 dBm0 is 3.14 dB below a full-scale sine (G.711 μ-law), so a full-scale sine of
 amplitude 1.0 is +3.14 dBm0 and a tone at L dBm0 has amplitude 10 ** ((L - 3.14) / 20).
 
@@ -237,7 +237,8 @@ class DtmfDetector:
     def feed(self, block: AudioBlock) -> list[DtmfHit]:
         """Analyse ``block``; return the key presses that became certain in it (usually none).
 
-        Runs on the recorder thread for every captured block; cost is a few tens of µs.
+        Runs on the recorder thread for every captured block; under 0.1 ms for a 20 ms block
+        (bench/bench_dtmf.py).
         """
         data = block.data
         if data.ndim != 2 or data.shape[0] == 0:
