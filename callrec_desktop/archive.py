@@ -106,8 +106,55 @@ def read_chunk(store: Store, manifest: Manifest, entry: ChunkEntry) -> bytes:
     return data
 
 
+@dataclass(frozen=True)
+class CoverageGap:
+    """Frames ``[start, end)`` of a call's timeline that neither a chunk nor a pause covers:
+    audio the manifest claims as part of the call but that was never stored."""
+
+    start: int
+    end: int
+
+    def describe(self, manifest: Manifest) -> str:
+        rate = manifest.audio.sample_rate
+        where = "after the last chunk and pause" if self.end == manifest.frames else "between chunks and pauses"
+        return (f"{manifest.call_id}: {self.start / rate:.3f}-{self.end / rate:.3f} s "
+                f"(frames {self.start}-{self.end}, {(self.end - self.start) / rate:.3f} s {where}) "
+                f"is covered by neither a chunk nor a pause: not recorded")
+
+
+def coverage_gaps(manifest: Manifest) -> list[CoverageGap]:
+    """Spans of the call's timeline (frame 0 to ``frames``) covered by neither a chunk nor a
+    pause, in order. Frames are the authority: a chunk covers ``[first_frame, first_frame +
+    frames)``, a pause ``[offset_frames, offset_frames + duration_frames)``; the seconds fields
+    (``offset_seconds``, ``wall_seconds``) are not used (wall_seconds is the PC clock's
+    length of the pause, not the timeline's). Schema 1 has no record of an explained gap: an
+    input overflow is filled with silence inside the chunk, so it is never a gap here.
+
+    A provisional manifest is checked only up to the end of its last chunk or pause: the
+    chunk being written (not listed yet) covers the rest. Pure: no I/O."""
+    spans = sorted([(c.first_frame, c.first_frame + c.frames) for c in manifest.chunks if c.frames > 0]
+                   + [(p.offset_frames, p.offset_frames + p.duration_frames)
+                      for p in manifest.pauses if p.duration_frames > 0])
+    end = manifest.frames
+    if manifest.status != "complete":
+        end = min(end, max((b for _, b in spans), default=0))
+    gaps, covered = [], 0
+    for a, b in spans:
+        if a > covered:
+            gaps.append(CoverageGap(covered, min(a, end)))
+        covered = max(covered, b)
+        if covered >= end:
+            break
+    if covered < end:
+        gaps.append(CoverageGap(covered, end))
+    return [g for g in gaps if g.end > g.start]
+
+
 def verify_call(store: Store, manifest: Manifest) -> list[str]:
-    """Every fault of one recording (missing, wrong size or checksum, overlapping chunks)."""
+    """Every fault of one recording: a chunk missing, of the wrong size or checksum, or
+    overlapping another; and a coverage gap (``coverage_gaps``): a span of the timeline that
+    is neither a chunk nor a pause, i.e. claimed but not recorded. Does I/O (reads every
+    chunk): call it on a worker."""
     faults = []
     end = 0
     for entry in manifest.chunks:
@@ -124,6 +171,7 @@ def verify_call(store: Store, manifest: Manifest) -> list[str]:
             faults.append(f"{manifest.call_id}: chunk {entry.seq}: {type(exc).__name__}: {exc}")
     if end > manifest.frames:
         faults.append(f"{manifest.call_id}: chunks run to frame {end}, past the call's {manifest.frames} frames")
+    faults += [g.describe(manifest) for g in coverage_gaps(manifest)]
     return faults
 
 

@@ -384,8 +384,13 @@ class Desk:
             self._clear_fault(Fault.RECORDING_FAILED)
         elif kind == "error":
             text = str(event.detail)
-            fault = Fault.DISK_FULL if ("No space" in text or "disk full" in text.lower()) else Fault.RECORDING_FAILED
-            self._set_fault(fault, f"Recording stopped: {text}. The call is NOT being recorded.")
+            if "No space" in text or "disk full" in text.lower() or "disk is full" in text.lower():
+                # The recorder has ended the call as disk_full and finalised its manifest with
+                # what reached the disk (or keeps it until there is room): say the call ended.
+                self._set_fault(Fault.DISK_FULL, f"{text[:1].upper()}{text[1:]}. What reached the disk is kept; "
+                                                 f"nothing more is recorded until space is freed.")
+            else:
+                self._set_fault(Fault.RECORDING_FAILED, f"Recording stopped: {text}. The call is NOT being recorded.")
             self._sync(recorder)  # the recorder ended the call as "error" before telling us
         elif kind == "source_failed":
             with self._lock:

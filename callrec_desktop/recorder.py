@@ -13,6 +13,7 @@ pause stamped up to that far in the past still removes exactly the frames it sho
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -102,6 +103,32 @@ class _ActiveCall:
     writer: ChunkWriter
     last_state: CallState = CallState.RECORDING
     failed: bool = False
+    # Set when writing failed: the capture frame up to which the call's timeline is accounted
+    # for (durable chunks, then pauses), where its manifest ends. Nothing after it is claimed.
+    written_to: int | None = None
+
+
+@dataclass
+class _PendingFinal:
+    """A final manifest that could not be written (the disk is full): kept in memory and
+    written again on the recorder thread at every chance (``Recorder.RETRY_SECONDS``) and at
+    the latest when the recorder stops. ``spool`` is None when even the call's folder could
+    not be made; the folder lock stays held meanwhile, so no recovery finalises it otherwise."""
+
+    manifest: Manifest
+    spool: CallSpool | None
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the errors a full disk (or an exhausted quota) gives, whatever layer raised it."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
 
 
 @dataclass
@@ -156,6 +183,8 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._pending_error: AudioSourceError | None = None
         self._eof = False
+        self._pending_finals: list[_PendingFinal] = []  # recorder thread only
+        self._finals_tried_at = 0.0  # time.monotonic() of the last retry
         self.results = _Finished()
 
     # ---- control: any thread ------------------------------------------------------------
@@ -267,6 +296,7 @@ class Recorder:
                 self._pushed_to = block.start_frame + len(block.data)
                 for ready in self._lookbehind.push(block):
                     self._gate(ready)
+                self._retry_finals()
         except AudioSourceError as exc:
             # The device vanished (or never opened): keep what was captured, end the call as
             # interrupted, and say so. The caller decides whether to start capturing again.
@@ -294,6 +324,8 @@ class Recorder:
             if call_id is not None:
                 self._emit(RecorderEvent("state_changed", call_id, CallState.ENDED))
             self._finish_ended_calls(final=True)
+            self._retry_finals(force=True)
+            self._give_up_finals()
         return self.results
 
     def _end_open_call(self, reason: EndReason) -> str | None:
@@ -410,7 +442,12 @@ class Recorder:
         if seg.call_id is None or seg.state in (CallState.IDLE, CallState.ENDED) or seg.call_id in self._done:
             return
         if active is None:
-            active = self._open(self._timeline.calls[seg.call_id])
+            session = self._timeline.calls[seg.call_id]
+            try:
+                active = self._open(session)
+            except Exception as exc:  # no folder for the call (disk full?): end it, keep trying to say so
+                self._fail(exc, session)
+                return
         if active.failed:
             return
         if seg.state is CallState.RECORDING:
@@ -441,7 +478,7 @@ class Recorder:
         self._write_manifest(active, "recording")
 
     def _write_manifest(self, active: _ActiveCall, status: str) -> Manifest:
-        manifest = self._manifest(active.session, active.writer.sealed, status)
+        manifest = self._manifest(active.session, active.writer.sealed, status, active.written_to)
         active.spool.write_manifest(manifest)
         self._emit(RecorderEvent("manifest_written", active.session.call_id, manifest))
         return manifest
@@ -458,24 +495,47 @@ class Recorder:
                 self._finish(active)
                 continue
             try:  # a call too short to have kept a frame still gets its folder and manifest
-                self._finish(self._open(session, make_active=False))
+                opened = self._open(session, make_active=False)
             except Exception as exc:
                 self._fail(exc, session)
+                continue
+            self._finish(opened)
 
     def _finish(self, active: _ActiveCall) -> None:
+        """Seal the last chunk and write the final manifest. If that fails the call is ended
+        as failed (``_fail``) and its final manifest, listing only the durable chunks, is
+        written at once, or kept and retried while the disk is full. Recorder thread."""
         call_id = active.session.call_id
+        pending = False
         try:
-            if not active.failed:
-                entry = active.writer.seal()
-                if entry is not None:
-                    self._emit(RecorderEvent("chunk_sealed", call_id, entry))
-            manifest = self._write_manifest(active, "complete")
-            self.results.manifests.append(manifest)
-            self._emit(RecorderEvent("call_finished", call_id, manifest))
+            try:
+                if not active.failed:
+                    entry = active.writer.seal()
+                    if entry is not None:
+                        self._emit(RecorderEvent("chunk_sealed", call_id, entry))
+            except Exception as exc:  # the last chunk could not be sealed: it is not listed
+                self._fail(exc, active=active)
+            manifest = self._manifest(active.session, active.writer.sealed, "complete", active.written_to)
+            try:
+                active.spool.write_manifest(manifest)
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                if not active.failed:  # the call itself was fine until its manifest: say so
+                    self._fail(exc, active=active, what=f"call {call_id} is recorded but its final manifest is "
+                                                        f"kept in memory until there is room")
+                    manifest = self._manifest(active.session, active.writer.sealed, "complete", active.written_to)
+                log.error("call %s: its final manifest cannot be written (%s); kept in memory and retried",
+                          call_id, exc)
+                self._pending_finals.append(_PendingFinal(manifest, active.spool))
+                pending = True
+            else:
+                self._finished(manifest)
         except Exception as exc:
-            self._fail(exc)
+            self._fail(exc, active=active)
         finally:
-            active.spool.release()
+            if not pending:
+                active.spool.release()
             self._done.add(call_id)
             if self._active is active:
                 self._active = None
@@ -483,30 +543,125 @@ class Recorder:
                 self._timeline.calls.pop(call_id, None)
                 self._timeline.forget_before(self._gated_to)
 
-    def _fail(self, exc: Exception, session: CallSession | None = None) -> None:
-        """A write failed (disk full, spool gone): stop writing this call, end it as an error,
-        keep what is sealed, and tell everyone. Recording must never look fine when it is not."""
-        active = self._active
+    def _finished(self, manifest: Manifest) -> None:
+        """A final manifest is on disk: tell everyone. Recorder thread."""
+        self.results.manifests.append(manifest)
+        self._emit(RecorderEvent("manifest_written", manifest.call_id, manifest))
+        self._emit(RecorderEvent("call_finished", manifest.call_id, manifest))
+
+    RETRY_SECONDS = 1.0  # how often a final manifest kept in memory is written again
+
+    def _retry_finals(self, force: bool = False) -> None:
+        """Write the final manifests a full disk held back, oldest first, at most once every
+        ``RETRY_SECONDS`` (every time with ``force``). Recorder thread."""
+        if not self._pending_finals:
+            return
+        now = time.monotonic()
+        if not force and now - self._finals_tried_at < self.RETRY_SECONDS:
+            return
+        self._finals_tried_at = now
+        while self._pending_finals:
+            p = self._pending_finals[0]
+            try:
+                if p.spool is None:  # the folder itself could not be made: make it with the final manifest
+                    p.spool = self._spool.create_call(p.manifest)
+                else:
+                    p.spool.write_manifest(p.manifest)
+            except Exception as exc:  # still full (or worse): keep it, try again later
+                log.debug("final manifest of %s still cannot be written: %s", p.manifest.call_id, exc)
+                return
+            p.spool.release()
+            self._pending_finals.pop(0)
+            log.warning("call %s: its final manifest is written (it ended as %s)",
+                        p.manifest.call_id, p.manifest.end.reason if p.manifest.end else None)
+            self._finished(p.manifest)
+
+    def _give_up_finals(self) -> None:
+        """The recorder stops with final manifests still unwritten: say so and release their
+        folders; the next start's recovery ends them as ``interrupted`` with the chunks that
+        exist and never more (``Spool.recover``). Recorder thread."""
+        for p in self._pending_finals:
+            if p.spool is not None:
+                message = (f"call {p.manifest.call_id}: its final manifest could not be written (the disk is "
+                           f"still full); the spool's recovery finishes it at the next start")
+                p.spool.release()
+            else:
+                message = (f"call {p.manifest.call_id}: nothing of it could be written (the disk is still full), "
+                           f"not even its manifest: it is recorded nowhere")
+            log.error(message)
+            self.results.errors.append(message)
+        self._pending_finals.clear()
+
+    def _fail(self, exc: Exception, session: CallSession | None = None, active: _ActiveCall | None = None,
+              *, what: str | None = None) -> None:
+        """A write failed (disk full, spool gone): stop writing this call, end it (``disk_full``
+        or ``error``), keep what is sealed, and tell everyone. Recording must never look fine
+        when it is not, and nothing unrecorded is claimed: the call's manifest ends where its
+        durable audio, then its pauses, end (``_written_to``), not where capture got to. A
+        call that had already ended (its last seal failed) takes the failure as its end reason
+        when frames were lost.
+
+        ``active`` is the call whose write failed (default: the one being recorded);
+        ``session`` names a call that has no folder (it could not be made), whose final
+        manifest (no chunks) is kept and retried like one that could not be written. The
+        ``error`` event's detail is the message, which says "disk is full" for a full disk;
+        ``what`` replaces its first words ("call ... ended"). Recorder thread."""
+        if active is None and session is None:
+            active = self._active
         call_id = session.call_id if session else (active.session.call_id if active else None)
-        message = f"recording of call {call_id} failed: {exc}"
+        disk_full = is_disk_full(exc)
+        reason = EndReason.DISK_FULL if disk_full else EndReason.ERROR
+        if disk_full:
+            message = f"{what or f'call {call_id} ended'} because this PC's disk is full ({exc})"
+        else:
+            message = f"{what or f'recording of call {call_id}'} failed: {exc}"
         log.error(message, exc_info=not isinstance(exc, OSError))
         self.results.errors.append(message)
-        if active is not None and active.session.call_id == call_id and not active.failed:
+        if active is not None and not active.failed:
             active.failed = True
             active.writer.abort()
         with self._lock:
             s = self._timeline.calls.get(call_id) if call_id else None
             if s is not None and s.state is not CallState.ENDED:
-                self._timeline.end_call(max(self._gated_to, self._timeline.last_event_frame), EventSource.SYSTEM, EndReason.ERROR)
+                self._timeline.end_call(max(self._gated_to, self._timeline.last_event_frame), EventSource.SYSTEM, reason)
                 self._revision += 1
-        if session is not None:
+        if active is not None and active.written_to is None:
+            active.written_to = self._written_to(active.session, active.writer.sealed)
+            with self._lock:
+                s = active.session
+                if s.end_frame is not None and active.written_to < s.end_frame and s.end_reason is not reason:
+                    # It had ended (hung up, transferred...) but its last frames never reached
+                    # the disk: the recording ended with the failure, and says so.
+                    s.end_reason, s.end_source, s.transferred_to = reason, EventSource.SYSTEM, None
+                    self._revision += 1
+        if session is not None and session.call_id not in self._done:
             self._done.add(session.call_id)
+            if session.end_frame is not None:
+                manifest = self._manifest(session, [], "complete", self._written_to(session, []))
+                self._pending_finals.append(_PendingFinal(manifest, None))
         self._emit(RecorderEvent("error", call_id, message))
 
-    def _manifest(self, session: CallSession, chunks: list, status: str) -> Manifest:
+    def _written_to(self, session: CallSession, sealed: list) -> int:
+        """The capture frame up to which ``session`` is accounted for once writing failed:
+        from the end of its last durable chunk (or its start), on through every pause that
+        begins there, up to where the gate had got. Frames after it were captured but never
+        reached the disk whole, so the manifest must not claim them. Recorder thread."""
+        with self._lock:
+            limit = session.end_frame if session.end_frame is not None else self._gated_to
+            at = session.start_frame + (sealed[-1].first_frame + sealed[-1].frames if sealed else 0)
+            for p in session.pauses:
+                if p.start_frame <= at:
+                    at = max(at, p.end_frame if p.end_frame is not None else limit)
+            return min(at, limit)
+
+    def _manifest(self, session: CallSession, chunks: list, status: str, written_to: int | None = None) -> Manifest:
+        """The call's manifest listing ``chunks``; ``written_to`` (a capture frame) cuts the call
+        short where its recording failed (``_written_to``): the end and every pause stop there."""
         with self._lock:
             start = session.start_frame
             end_frame = session.end_frame if session.end_frame is not None else max(self._gated_to, start)
+            if written_to is not None:
+                end_frame = max(start, min(end_frame, written_to))
             pauses = tuple(
                 PauseEntry(
                     reason=p.reason.value, source=p.source.value,

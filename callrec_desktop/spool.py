@@ -122,7 +122,8 @@ class Spool:
         """Create a call's folder, locked, with its provisional manifest, then make it visible.
 
         Built under a hidden name and renamed, so a reader never sees a call folder without
-        its lock held or without a manifest.
+        its lock held or without a manifest. If that fails (the disk is full) the hidden folder
+        is removed and its lock released before the error is raised, so a caller may try again.
         """
         call_id = validate_call_id(manifest.call_id)
         for _ in range(5):
@@ -139,11 +140,16 @@ class Spool:
             # our lock (it locks, then removes it): start again under a new name.
         else:
             raise RuntimeError(f"could not lock a new spool folder in {self.calls_dir}")
-        write_atomic(tmp / MANIFEST, manifest.to_json())
         final = self.calls_dir / call_id
-        os.rename(tmp, final)  # the lock follows the inode
-        fsync_dir(self.calls_dir)
+        try:
+            write_atomic(tmp / MANIFEST, manifest.to_json())
+            os.rename(tmp, final)  # the lock follows the inode
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # still locked by us: nobody else is in it
+            lock.release()
+            raise
         lock.path = final / LOCK
+        fsync_dir(self.calls_dir)  # after this the folder is published, whatever fsync says
         return CallSpool(final, lock)
 
     # ---- reading side (uploader, recovery, status) ----------------------------------
@@ -286,13 +292,10 @@ class Spool:
         here = {e.seq for e in entries}
         entries += [e for e in manifest.chunks if e.seq not in here]
         entries.sort(key=lambda e: e.seq)
-        end_frame = max([e.first_frame + e.frames for e in entries] + [p.offset_frames for p in manifest.pauses] + [manifest.frames])
-        pauses = tuple(
-            p if p.end_source is not None else replace(
-                p, duration_frames=end_frame - p.offset_frames,
-                wall_seconds=(end_frame - p.offset_frames) / manifest.audio.sample_rate, end_source="system")
-            for p in manifest.pauses
-        )
+        end_frame, pauses = recovered_end(manifest, entries)
+        if end_frame < manifest.frames:
+            log.warning("spool: call %s: frames %d-%d were captured but never reached the disk whole; "
+                        "its recovered manifest ends at frame %d", call_id, end_frame, manifest.frames, end_frame)
         final = replace(
             manifest, status="complete", chunks=tuple(entries), pauses=pauses, frames=end_frame,
             ended_at=manifest.started_at + timedelta(seconds=end_frame / manifest.audio.sample_rate),
@@ -301,6 +304,29 @@ class Spool:
         write_atomic(path / MANIFEST, final.to_json())
         interrupted.append(call_id)
         log.warning("spool: call %s had no end; recovered as interrupted with %d chunks", call_id, len(entries))
+
+
+def recovered_end(manifest: Manifest, chunks: list[ChunkEntry]) -> tuple[int, tuple]:
+    """Where a call recovered after a crash ends, and its pauses clipped to that end.
+
+    Only what exists is claimed: the end is the end of the last chunk that survived (a
+    repaired ``.part`` counts up to the last frame it really holds), carried on through a
+    pause that begins there (the call was paused when it died: the pause is closed at the
+    provisional manifest's last frame, by "system"). Frames after that were captured but
+    never reached the disk, so they are not part of the recording; a pause that begins after
+    the end is dropped (the timeline stops before it). Pure."""
+    end = max((e.first_frame + e.frames for e in chunks), default=0)
+    pauses = []
+    for p in sorted(manifest.pauses, key=lambda p: p.offset_frames):
+        if p.offset_frames > end:
+            break
+        if p.end_source is None:  # open when the process died: it lasted up to the last frame gated
+            until = max(manifest.frames, p.offset_frames)
+            p = replace(p, duration_frames=until - p.offset_frames, end_source="system",
+                        wall_seconds=round((until - p.offset_frames) / manifest.audio.sample_rate, 3))
+        pauses.append(p)
+        end = max(end, p.offset_frames + p.duration_frames)
+    return end, tuple(pauses)
 
 
 def _try_lock(lock: DirLock) -> bool:

@@ -7,7 +7,7 @@ still drops exactly the frames captured after a pause or a transfer.
 States of the capture stream::
 
     idle ──start_call──▶ recording ⇄ paused (payment | agent request) ──▶ ended
-                              └──── end_call / transfer / interrupt / shutdown ───┘
+                              └─ end_call / transfer / interrupt / shutdown / disk full ─┘
 
 A payment pause is enforced: ``resume`` raises ``PaymentInProgressError``; only
 ``end_payment`` lifts it. Ending or transferring a call during a payment is allowed.
@@ -37,6 +37,10 @@ class EndReason(Enum):
     # or the agent closing the window. The chunks are sealed and the manifest final; unlike
     # ``interrupted`` nothing was lost. Last, so older readers' messages list the same prefix.
     SHUTDOWN = "shutdown"
+    # This PC's disk filled up during the call: recording stopped there, the manifest is final
+    # at once with only the chunks that reached the disk whole, and the call ends where its
+    # last durable audio (or pause) ends. After ``shutdown``, for the same reason.
+    DISK_FULL = "disk_full"
 
 
 class PauseReason(Enum):

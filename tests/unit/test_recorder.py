@@ -4,9 +4,12 @@ Frames are checked exactly with FLAC (lossless); Opus is checked by tone energy.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
+from callrec_desktop.core.manifest import Manifest
 from callrec_desktop.core.timeline import EventSource, PaymentInProgressError
 from tests.support.recording import RATE, band_db, decoded, finish, pipeline, settings, two_tones
 
@@ -137,35 +140,160 @@ def test_a_call_open_when_the_source_ends_is_finished_and_uploaded(tmp_path):
     assert [c.first_frame for c in m.chunks] == [0, RATE, 2 * RATE]
 
 
-def test_a_full_disk_ends_the_call_as_an_error_and_keeps_what_was_sealed(tmp_path, monkeypatch):
-    """Disk full is simulated by making the chunk writer's file writes raise ENOSPC after the
-    first chunk (no real small filesystem can be mounted unprivileged here)."""
+@pytest.mark.parametrize("err, reason", [("ENOSPC", "disk_full"), ("EDQUOT", "disk_full"), ("EIO", "error")])
+def test_a_failed_write_ends_the_call_at_once_and_claims_only_the_sealed_chunks(tmp_path, monkeypatch, err, reason):
+    """A full disk (or another write error) is simulated by making the chunk writer's file
+    creation raise after the first two chunks (the real full disk, a tmpfs, is in
+    tests/integration/test_disk_full.py). The manifest is final at once, ends where the
+    second chunk ends (not where capture got to, 6 s), and verifies with no gap."""
     import errno
 
+    from callrec_desktop.archive import coverage_gaps, load_manifest, verify_call
     from callrec_desktop.audio import chunk_writer
 
     p = pipeline(tmp_path, two_tones(6.0), settings("flac", chunk_seconds=1.0))
     events = []
     p.recorder.add_listener(events.append)
     real_start = chunk_writer.ChunkWriter._start
+    code = getattr(errno, err)
 
     def start(self, first_frame):
         if first_frame >= 2 * RATE:
+            raise OSError(code, os.strerror(code))
+        return real_start(self, first_frame)
+
+    monkeypatch.setattr(chunk_writer.ChunkWriter, "_start", start)
+    call_id = p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
+    results = p.recorder.run()
+    [error] = [e for e in events if e.kind == "error"]
+    assert error.call_id == call_id
+    assert ("disk is full" in str(error.detail)) == (reason == "disk_full")
+    # final on the recorder's side as soon as the failure was seen: before the run ended
+    finished = [i for i, e in enumerate(events) if e.kind == "call_finished"]
+    assert finished and [e.detail.end.reason for e in events if e.kind == "call_finished"] == [reason]
+    local = Manifest.from_json((p.spool.call_path(call_id) / "manifest.json").read_bytes()) \
+        if p.spool.call_path(call_id).exists() else None
+    assert p.uploader.drain(10)
+    m = load_manifest(p.store, call_id)
+    assert local is None or local == m
+    assert (m.status, m.end.reason, m.end.source) == ("complete", reason, "system")
+    assert [c.first_frame for c in m.chunks] == [0, RATE]
+    assert m.frames == 2 * RATE  # the end of the last durable chunk, not the 6 s captured
+    assert coverage_gaps(m) == [] and verify_call(p.store, m) == []
+    assert p.recorder.status().end_reason == reason
+
+
+def test_a_call_paused_when_the_disk_fills_ends_at_the_failure_with_its_pause_clipped(tmp_path, monkeypatch):
+    """The chunk before an agent pause cannot be sealed (ENOSPC at fsync, injected: the real
+    full disk is in tests/integration/test_disk_full.py). That chunk is not listed, so the
+    call ends where the chunk before it ends and the pause (which began after) is not in it;
+    a pause beginning where durable audio ends is kept and closed at the failure."""
+    import errno
+
+    from callrec_desktop.archive import coverage_gaps, load_manifest, verify_call
+    from callrec_desktop.audio import chunk_writer
+
+    p = pipeline(tmp_path, two_tones(6.0), settings("flac", chunk_seconds=1.0))
+    real_seal = chunk_writer.ChunkWriter.seal
+
+    def seal(self):
+        c = self._open
+        if c is not None and c.first_frame >= 2 * RATE:
+            self.abort()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_seal(self)
+
+    monkeypatch.setattr(chunk_writer.ChunkWriter, "seal", seal)
+    call_id = p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
+    p.recorder.pause(at_frame=round(2.5 * RATE))  # the 2-2.5 s chunk fails to seal here
+    results = p.recorder.run()
+    assert any("disk is full" in e for e in results.errors)
+    assert p.uploader.drain(10)
+    m = load_manifest(p.store, call_id)
+    assert (m.end.reason, m.frames, [c.seq for c in m.chunks]) == ("disk_full", 2 * RATE, [1, 2])
+    assert m.pauses == ()  # it began at 2.5 s, after the end
+    assert coverage_gaps(m) == [] and verify_call(p.store, m) == []
+
+    # paused exactly where the durable audio ends: the pause is kept, clipped at the failure
+    p2 = pipeline(tmp_path / "b", two_tones(6.0), settings("flac", chunk_seconds=1.0))
+    real_start = chunk_writer.ChunkWriter._start
+    monkeypatch.setattr(chunk_writer.ChunkWriter, "seal", real_seal)
+
+    def start(self, first_frame):
+        if first_frame >= 3 * RATE:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_start(self, first_frame)
 
     monkeypatch.setattr(chunk_writer.ChunkWriter, "_start", start)
-    p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
-    results = p.recorder.run()
-    assert any("No space left" in e for e in results.errors)
-    assert any(e.kind == "error" for e in events)
-    assert p.uploader.drain(10)
-    from callrec_desktop.archive import load_manifest, verify_call
+    call_id = p2.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
+    p2.recorder.pause(at_frame=2 * RATE)
+    p2.recorder.resume(at_frame=3 * RATE)  # the chunk starting here cannot be created
+    p2.recorder.run()
+    assert p2.uploader.drain(10)
+    m = load_manifest(p2.store, call_id)
+    assert (m.end.reason, m.frames, [c.seq for c in m.chunks]) == ("disk_full", 3 * RATE, [1, 2])
+    [pause] = m.pauses
+    assert (pause.offset_frames, pause.duration_frames, pause.end_source) == (2 * RATE, RATE, "agent")
+    assert coverage_gaps(m) == [] and verify_call(p2.store, m) == []
 
-    m = load_manifest(p.store, results.manifests[0].call_id)
-    assert m.end.reason == "error"
-    assert [c.first_frame for c in m.chunks] == [0, RATE]
-    assert verify_call(p.store, m) == []
+
+def test_a_final_manifest_the_full_disk_refuses_is_kept_and_written_once_there_is_room(tmp_path, monkeypatch):
+    """Writing the final manifest fails with ENOSPC (injected into the spool's atomic write)
+    until the test frees the 'disk': the call is not provisional meanwhile on the recorder's
+    side (its folder stays locked, so no recovery takes it), and the manifest is written on
+    the recorder's next chance, before the run ends. Then it fails for good: the run ends
+    saying so, and the spool's recovery finishes the call with only its chunks."""
+    import errno
+
+    from callrec_desktop import spool as spool_mod
+
+    for attempt in ("later", "never"):
+        p = pipeline(tmp_path / attempt, two_tones(4.0), settings("flac", chunk_seconds=1.0))
+        real_write = spool_mod.write_atomic
+        full = {"on": False, "refused": 0}
+
+        def write_atomic(path, data, real_write=real_write, full=full):
+            if full["on"] and path.name == "manifest.json" and b'"status": "complete"' in data:
+                full["refused"] += 1
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_write(path, data)
+
+        monkeypatch.setattr(spool_mod, "write_atomic", write_atomic)
+        events = []
+        p.recorder.add_listener(events.append)
+
+        def on_event(e, p=p, full=full, attempt=attempt):
+            if e.kind == "chunk_sealed" and e.detail.seq == 2:
+                full["on"] = True
+                p.recorder.end_call(at_frame=round(2.5 * RATE), source=EventSource.SCRIPT)
+            if e.kind == "error" and attempt == "later":
+                full["on"] = False  # space freed (e.g. the uploader moved chunks away)
+
+        p.recorder.add_listener(on_event)
+        call_id = p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
+        results = p.recorder.run()
+        path = p.spool.call_path(call_id)
+        assert full["refused"] >= 1
+        kinds = [e.kind for e in events]
+        assert "error" in kinds and "disk is full" in str(events[kinds.index("error")].detail)
+        if attempt == "later":
+            [m] = results.manifests
+            # every chunk was sealed: nothing was lost, so it keeps its own end (a hangup at 2.5 s)
+            assert (m.status, m.end.reason) == ("complete", "hangup")
+            assert m.frames == round(2.5 * RATE) and [c.seq for c in m.chunks] == [1, 2, 3]
+            assert kinds.index("error") < kinds.index("call_finished")
+            assert Manifest.from_json((path / "manifest.json").read_bytes()) == m
+        else:
+            assert results.manifests == []
+            assert any("recovery finishes it" in e for e in results.errors)
+            assert not p.spool.is_locked(call_id)
+            monkeypatch.setattr(spool_mod, "write_atomic", real_write)
+            assert p.spool.recover().interrupted_calls == (call_id,)
+            m = Manifest.from_json((path / "manifest.json").read_bytes())
+            assert (m.end.reason, m.recovered) == ("interrupted", True)
+            assert m.frames == round(2.5 * RATE) and [c.seq for c in m.chunks] == [1, 2, 3]
+        from callrec_desktop.archive import coverage_gaps
+        assert coverage_gaps(m) == []
 
 
 def test_a_vanished_device_ends_the_call_as_interrupted_and_keeps_what_was_captured(tmp_path):

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from callrec_desktop.archive import coverage_gaps
 from callrec_desktop.audio.chunk_writer import ChunkWriter
 from callrec_desktop.audio.encoders import CodecSettings, make_encoder
 from callrec_desktop.core.manifest import AudioFormat, Manifest, PauseEntry
@@ -264,7 +265,13 @@ def test_a_flac_part_with_no_complete_block_is_quarantined_not_deleted(tmp_path)
 # ---- recovery: the call ----------------------------------------------------------------------
 
 
-def test_an_interrupted_call_is_ended_with_what_survived_and_its_payment_pause_closed(tmp_path):
+@pytest.mark.parametrize("torn", [False, True])
+def test_an_interrupted_call_is_ended_with_what_survived_and_its_payment_pause_closed(tmp_path, torn):
+    """Killed during a payment pause that began at 3.5 s. Chunk 4 (from 3 s) holds every frame
+    up to the pause (``torn=False``: sealed, not yet listed), or is a torn ``.part`` whose
+    complete FLAC block ends at 3 s + 4096 frames (``torn=True``). The recovered call never
+    claims frames no chunk holds: it ends where chunk 4 ends, carried on through the pause
+    only when the pause begins there (closed by "system" at the last frame gated)."""
     settings = CodecSettings("flac")
     spool = Spool(tmp_path / "spool")
     call = spool.create_call(make_manifest(settings=settings))
@@ -276,15 +283,19 @@ def test_an_interrupted_call_is_ended_with_what_survived_and_its_payment_pause_c
     call.write_manifest(make_manifest(settings=settings, chunks=tuple(listed), pauses=(pause,), frames=3 * RATE + 8000 + RATE // 2))
     writer.write(2 * RATE, data[2 * RATE : 3 * RATE])  # chunk 3 sealed, the process died before listing it
     chunk3 = writer.sealed[-1]
-    snaps = write_with_snapshots(tmp_path / "w.flac", settings, data[3 * RATE : 3 * RATE + 8000], [4096 + 100])
-    part = call.path / (spool_chunk_name(4, 3 * RATE, "flac") + ".part")  # chunk 4: torn, up to the pause
-    part.write_bytes(snaps[4196])
+    part = call.path / (spool_chunk_name(4, 3 * RATE, "flac") + ".part")
+    if torn:  # chunk 4: torn, its last complete block ends before the pause
+        snaps = write_with_snapshots(tmp_path / "w.flac", settings, data[3 * RATE : 3 * RATE + 8000], [4096 + 100])
+        part.write_bytes(snaps[4196])
+    else:  # chunk 4: sealed up to the pause (the gate sealed it there), not listed
+        writer.write(3 * RATE, data[3 * RATE : 3 * RATE + 8000])
+        writer.seal()
     call.release()  # the recorder is gone (SIGKILL drops the lock the same way)
 
     report = spool.recover()
     call_id = call.path.name
     assert report.interrupted_calls == (call_id,)
-    assert report.repaired_chunks == (str(part),)
+    assert report.repaired_chunks == ((str(part),) if torn else ())
     m = Manifest.from_json(spool.manifest_bytes(call_id))
     assert m.status == "complete" and m.recovered is True
     assert (m.end.reason, m.end.source) == ("interrupted", "system")
@@ -293,16 +304,23 @@ def test_an_interrupted_call_is_ended_with_what_survived_and_its_payment_pause_c
     c3, c4 = m.chunks[2], m.chunks[3]
     assert (c3.first_frame, c3.frames, c3.bytes, c3.sha256) == (2 * RATE, RATE, chunk3.bytes, chunk3.sha256)
     sealed4 = call.path / spool_chunk_name(4, 3 * RATE, "flac")
-    assert (c4.first_frame, c4.frames, c4.sha256, c4.bytes) == (3 * RATE, 4096, sha(sealed4), sealed4.stat().st_size)
+    assert (c4.first_frame, c4.frames, c4.sha256, c4.bytes) == (
+        3 * RATE, 4096 if torn else 8000, sha(sealed4), sealed4.stat().st_size)
     for c in m.chunks:  # every listed chunk is in the spool with the listed size and checksum
         f = call.path / spool_chunk_name(c.seq, c.first_frame, "flac")
         assert (f.stat().st_size, sha(f)) == (c.bytes, c.sha256)
-    # the payment pause is closed at the end of the call: the call is not resumed after it
-    [p] = m.pauses
-    assert (p.offset_frames, p.end_source) == (pause.offset_frames, "system")
-    assert p.offset_frames + p.duration_frames == m.frames
-    assert m.frames == pause.offset_frames + RATE // 2
-    assert all(c.first_frame + c.frames <= p.offset_frames for c in m.chunks)
+    if torn:
+        # frames 3 s + 4096 ... 3.5 s never reached the disk: the call ends before them, and
+        # the pause, which began after that end, is not part of it
+        assert m.frames == 3 * RATE + 4096 and m.pauses == ()
+    else:
+        # the payment pause is closed at the end of the call: the call is not resumed after it
+        [p] = m.pauses
+        assert (p.offset_frames, p.end_source) == (pause.offset_frames, "system")
+        assert p.offset_frames + p.duration_frames == m.frames
+        assert m.frames == pause.offset_frames + RATE // 2
+        assert all(c.first_frame + c.frames <= p.offset_frames for c in m.chunks)
+    assert coverage_gaps(m) == []  # every frame of the recovered timeline is a chunk or a pause
     assert m.ended_at == STARTED + timedelta(seconds=m.frames / RATE)
     assert not [n for n in call_files(spool, call_id) if n.endswith((".part", ".rpart"))]
     # running it again changes nothing
