@@ -147,11 +147,11 @@ class MotoIAMServer:
 
 
 def find_moto_server() -> str | None:
-    found = shutil.which("moto_server")
-    if found:
-        return found
+    """The venv's own moto_server (the version pyproject pins) first, then one on PATH."""
     candidate = Path(sys.executable).parent / "moto_server"
-    return str(candidate) if candidate.is_file() else None
+    if candidate.is_file():
+        return str(candidate)
+    return shutil.which("moto_server")
 
 
 @pytest.fixture(scope="session")
