@@ -287,6 +287,7 @@ class Recorder:
             self._source.start()
             while not self._stop.is_set():
                 block = self._read_batch()
+                self._retry_finals()  # a final manifest the full disk refused: once a second
                 if block is None:
                     break
                 if len(block.data) == 0:
@@ -296,7 +297,6 @@ class Recorder:
                 self._pushed_to = block.start_frame + len(block.data)
                 for ready in self._lookbehind.push(block):
                     self._gate(ready)
-                self._retry_finals()
         except AudioSourceError as exc:
             # The device vanished (or never opened): keep what was captured, end the call as
             # interrupted, and say so. The caller decides whether to start capturing again.

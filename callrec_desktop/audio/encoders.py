@@ -159,12 +159,22 @@ class _WriteErrorTrap:
     def write(self, data) -> int:
         if self.error is not None:
             return 0
+        # A full disk first gives a short write, with no error: libsndfile does not check the
+        # count, so the chunk would be sealed torn. Write the rest: the next write raises ENOSPC.
+        view = memoryview(data).cast("B")
+        done = 0
         try:
-            written = self._raw.write(data)
+            while done < len(view):
+                written = self._raw.write(view[done:])
+                if written is None:  # non-blocking raw file: never for a spool file
+                    raise OSError(errno.EAGAIN, "the file took nothing")
+                if written == 0:
+                    raise OSError(errno.ENOSPC, "No space left on device (a write took no byte)")
+                done += written
         except (OSError, ValueError) as exc:
             self._keep(exc)
-            return 0
-        return len(data) if written is None else written
+            return done
+        return done
 
     def seek(self, offset: int, whence: int = 0) -> int:
         try:
@@ -189,10 +199,14 @@ class FlacEncoder:
 
     def __init__(self, out: BinaryIO, settings: CodecSettings) -> None:
         self._out = _WriteErrorTrap(out)
-        self._file = sf.SoundFile(
-            self._out, "w", samplerate=settings.sample_rate, channels=settings.channels,
-            format="FLAC", subtype="PCM_16",
-        )
+        try:
+            self._file = sf.SoundFile(
+                self._out, "w", samplerate=settings.sample_rate, channels=settings.channels,
+                format="FLAC", subtype="PCM_16",
+            )
+        except (sf.LibsndfileError, RuntimeError):
+            self._check()  # a write error (disk full) said as itself, not as libsndfile's guess
+            raise
         self._check()
 
     def write(self, frames: np.ndarray) -> None:
@@ -202,10 +216,17 @@ class FlacEncoder:
             except AssertionError:  # soundfile's own check that every frame was written
                 self._check()
                 raise OSError(errno.EIO, "libsndfile wrote fewer frames than asked") from None
+            except (sf.LibsndfileError, RuntimeError):
+                self._check()
+                raise
             self._check()
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except (sf.LibsndfileError, RuntimeError):
+            self._check()
+            raise
         self._check()
 
     def _check(self) -> None:
