@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from callrec_desktop.archive import decode_call, load_manifest, verify_call
+from callrec_desktop.archive import coverage_gaps, decode_call, load_manifest, verify_call
 from callrec_desktop.audio.encoders import CodecSettings, make_encoder
 from callrec_desktop.core.manifest import Manifest
 from callrec_desktop.spool import Spool, parse_chunk_name, spool_chunk_name
@@ -221,6 +221,21 @@ class Child:
                 assert all(e.first_frame + e.frames <= s.payment_start for e in m.chunks)
             else:
                 assert p.duration_frames == s.payment_end - s.payment_start
+        # Nothing unrecorded is claimed: the call ends where its last surviving chunk ends, or,
+        # if a pause begins right there, where that pause ends (closed by "system" at the last
+        # frame gated if it died paused; where it was resumed if the chunk after it did not
+        # survive). Frames gated into a chunk that did not survive are not in the call.
+        chunk_end = max((e.first_frame + e.frames for e in m.chunks), default=0)
+        paused_end = m.pauses[-1].offset_frames + m.pauses[-1].duration_frames if m.pauses else 0
+        if paused_end > chunk_end:
+            last = m.pauses[-1]
+            assert (last.offset_frames, m.frames) == (chunk_end, paused_end)
+            if last.end_source == "system":
+                assert paused_end == max(before.frames, last.offset_frames)
+        else:
+            assert m.frames == chunk_end
+        assert coverage_gaps(m) == []
+        old_rule = max([chunk_end, before.frames] + [p.offset_frames for p in before.pauses])
 
         # (iii) the payment window is in no chunk ---------------------------------------------
         source = call_audio(s)
@@ -255,6 +270,7 @@ class Child:
             pytest.fail("manifest missing")
         return {"chunks": len(m.chunks), "repaired": len(report.repaired_chunks),
                 "quarantined": len(report.quarantined), "in_payment": any(p.end_source == "system" for p in m.pauses),
+                "tail_not_claimed": m.frames < old_rule,
                 "uploaded_before_kill": sum(1 for e in before.chunks
                                             if spool_chunk_name(e.seq, e.first_frame, s.codec) not in files_before)}
 
@@ -288,4 +304,6 @@ def test_sigkill_mid_recording_never_loses_a_sealed_chunk_nor_keeps_payment_audi
     assert sum(r["repaired"] for r in results) >= KILLS // 3, results
     assert any(r["in_payment"] for r in results), results
     assert any(r["uploaded_before_kill"] for r in results), results
+    # the unrecorded tail the old recovery claimed as recorded silence: dropped in some kills
+    assert any(r["tail_not_claimed"] for r in results), results
     assert {children[i].scenario.codec for i in range(KILLS)} == {"opus", "flac"}
