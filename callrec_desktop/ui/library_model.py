@@ -21,7 +21,7 @@ from callrec_desktop.ui.widgets import format_duration
 PAGE = 200
 
 END_WORDS = {"hangup": "Hung up", "transferred": "Transferred", "interrupted": "Interrupted", "error": "Error",
-             "shutdown": "Program closed"}
+             "shutdown": "Program closed", "disk_full": "Disk full"}
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,9 @@ def describe_call(m: Manifest) -> str:
         end = ("Interrupted: the recording stopped unexpectedly (the PC was shut down, or the recorder "
                "stopped) and was closed when the recorder next started. The call itself may have gone on "
                "after the recording ends.")
+    elif m.end.reason == "disk_full":
+        end = (f"The recording stopped at {format_duration(m.duration_seconds)} because the PC's disk was full; "
+               f"it holds everything recorded up to there. The call itself may have gone on after it.")
     else:
         end = "Ended by an error in the recorder: the recording may be incomplete."
     if m.recovered and (m.end is None or m.end.reason != "interrupted"):

@@ -61,7 +61,8 @@ DRAG_PIXELS = 4  # a press that moves less than this is a click (seek), not a dr
 MIN_SELECTION_SECONDS = 0.1
 PAUSE_LABELS = {"payment": "Payment — not recorded", "agent_request": "Paused — not recorded"}
 END_LABELS = {"hangup": "Call ended", "transferred": "Transferred", "interrupted": "Interrupted",
-              "error": "Ended by an error", "shutdown": "Program closed"}
+              "error": "Ended by an error", "shutdown": "Program closed",
+              "disk_full": "Disk full"}
 
 
 @dataclass(frozen=True)

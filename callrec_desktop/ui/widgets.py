@@ -149,7 +149,7 @@ def describe_state(status: DeskStatus, now: float) -> StateView:
                              timer_caption="Paused for", timer_seconds=since)
         return StateView("paused", "Paused — not recording", "Recording is paused.")
     if status.state is CallState.ENDED:
-        if status.last_end_reason in ("error", "interrupted"):
+        if status.last_end_reason in ("error", "interrupted", "disk_full"):
             if reason or Fault.NO_DEVICE in status.faults:
                 why = reason or SHORT_REASON[Fault.NO_DEVICE]
                 return StateView("fault", "NOT RECORDING", f"{why}. This call is not being recorded.")
