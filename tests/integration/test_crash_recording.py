@@ -307,3 +307,75 @@ def test_sigkill_mid_recording_never_loses_a_sealed_chunk_nor_keeps_payment_audi
     # the unrecorded tail the old recovery claimed as recorded silence: dropped in some kills
     assert any(r["tail_not_claimed"] for r in results), results
     assert {children[i].scenario.codec for i in range(KILLS)} == {"opus", "flac"}
+
+
+def test_callrec_record_killed_mid_call_is_recovered_by_the_next_run_without_its_unrecorded_tail(tmp_path):
+    """The real command: ``callrec record --realtime`` (FLAC, 1 s chunks) is killed while it
+    writes a chunk of a call that would have lasted 20 s. The next ``callrec record`` recovers
+    it from the spool and uploads it: the stored manifest ends at its last surviving chunk's
+    end (the killed run's provisional manifest may say more: those frames were never on disk),
+    ``callrec verify`` is clean, and the new run's JSON line gives only its own call's length."""
+    import json
+    import os
+    import time
+
+    def tones(path: Path, seconds: float) -> None:
+        t = np.arange(round(seconds * RATE)) / RATE
+        sf.write(path, np.stack([0.3 * np.sin(2 * np.pi * AGENT_HZ * t), 0.3 * np.sin(2 * np.pi * CALLER_HZ * t)],
+                                axis=1), RATE, subtype="FLOAT")
+
+    cfg = tmp_path / "settings.toml"
+    cfg.write_text(f'[paths]\nspool_dir = "{tmp_path / "spool"}"\nlog_dir = "{tmp_path / "log"}"\n')
+    env = dict(os.environ, CALLREC_CONFIG=str(cfg), XDG_CONFIG_HOME=str(tmp_path / "xdg-config"),
+               XDG_DATA_HOME=str(tmp_path / "xdg-data"), PYTHONPATH=str(ROOT))
+    (tmp_path / "store").mkdir()
+    tones(tmp_path / "long.wav", 20.0)
+    (tmp_path / "long.json").write_text(json.dumps([{"at": 0.0, "event": "call_started", "line": "01443 425002"},
+                                                    {"at": 19.5, "event": "call_ended"}]))
+    cmd = [sys.executable, "-m", "callrec_desktop", "record", "--store", str(tmp_path / "store"), "--codec", "flac",
+           "--chunk-seconds", "1"]
+    with open(tmp_path / "killed.log", "wb") as log:
+        proc = subprocess.Popen([*cmd, "--source", str(tmp_path / "long.wav"), "--script", str(tmp_path / "long.json"),
+                                 "--realtime"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    calls = tmp_path / "spool" / "calls"
+    try:
+        deadline = time.monotonic() + 60  # bounded poll for the condition: a third chunk begun (the uploader
+        # moves sealed ones to the store at once, so they are not counted in the spool)
+        while True:
+            found = [p for p in calls.glob("*/*") if parse_chunk_name(p)] if calls.is_dir() else []
+            if any(p.name.endswith(".part") and parse_chunk_name(p).seq >= 3 and p.stat().st_size > 0 for p in found):
+                break
+            assert time.monotonic() < deadline, (tmp_path / "killed.log").read_text()
+            try:
+                proc.wait(timeout=0.02)
+                pytest.fail(f"callrec record exited early: {(tmp_path / 'killed.log').read_text()}")
+            except subprocess.TimeoutExpired:
+                pass
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    [killed_id] = [p.name for p in calls.iterdir() if not p.name.startswith(".")]
+    provisional = Manifest.from_json((calls / killed_id / "manifest.json").read_bytes())
+
+    tones(tmp_path / "short.wav", 2.0)
+    (tmp_path / "short.json").write_text(json.dumps([{"at": 0.0, "event": "call_started", "line": "01443 425002"},
+                                                     {"at": 1.5, "event": "call_ended"}]))
+    rec = subprocess.run([*cmd, "--source", str(tmp_path / "short.wav"), "--script", str(tmp_path / "short.json")],
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert rec.returncode == 0, (rec.stdout, rec.stderr)
+    assert f"recovered interrupted call {killed_id}" in rec.stderr
+    [line] = rec.stdout.splitlines()
+    result = json.loads(line)
+    assert result["call_id"] != killed_id and result["duration_seconds"] == 1.5 and result["end_reason"] == "hangup"
+
+    store = FolderStore(tmp_path / "store")
+    m = load_manifest(store, killed_id)
+    assert (m.status, m.end.reason, m.recovered) == ("complete", "interrupted", True)
+    last = m.chunks[-1]
+    assert len(m.chunks) >= 2 and m.frames == last.first_frame + last.frames and m.pauses == ()
+    assert m.frames >= provisional.chunks[-1].first_frame + provisional.chunks[-1].frames
+    assert coverage_gaps(m) == [] and verify_call(store, m) == []
+    out = subprocess.run([sys.executable, "-m", "callrec_desktop", "verify", "--store", str(tmp_path / "store")],
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "2 recording(s)" in out.stdout and "no faults" in out.stdout, out.stdout
