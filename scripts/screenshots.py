@@ -269,6 +269,21 @@ class Shooter:
         self.shot(f.window.compact, "compact_fault")
         f.window.compact_action.setChecked(False)
 
+        # the caller keys their card number (the demo audio, about 20 s in): the composed DTMF
+        # trigger pauses the call by itself, reaching back before the first tone
+        from callrec_desktop.triggers.compose import automatic_triggers
+
+        k = self.rig("keytones")
+        triggers = automatic_triggers(k.config, k.desk, channels=k.config.audio.channels, window=False)
+        for observe in triggers.block_observers:
+            k.desk.add_block_observer(observe)
+        self.wait_until(lambda: k.window.status.capturing, what="capture")
+        k.window.start_call()
+        self.wait_until(lambda: k.window.view.kind == "payment", timeout=40.0, what="the key tones' pause")
+        self.wait(1.0)
+        self.shot(k.window, "paused_by_key_tones")
+        k.window.payment_finished()
+
         n = self.rig("nodevice", device=False)
         self.wait_until(lambda: Fault.NO_DEVICE in n.window.status.faults, what="no device")
         self.shot(n.window, "no_device")
