@@ -105,6 +105,9 @@ class RecoveryReport:
     interrupted_calls: tuple[str, ...] = ()
     repaired_chunks: tuple[str, ...] = ()
     quarantined: tuple[str, ...] = ()
+    # Calls that could not be recovered now (the disk is full, or another write failed):
+    # left as they are, consistent, and tried again by the next recovery.
+    deferred: tuple[str, ...] = ()
 
 
 class Spool:
@@ -205,14 +208,16 @@ class Spool:
         """Make the spool consistent after a crash. Touches only calls no live process holds.
 
         ``.part`` files are repaired into sealed chunks where their audio reads back, else
-        quarantined; a call with no end is ended as ``interrupted`` with what survived. First,
+        quarantined; a call with no end is ended as ``interrupted`` with what survived, ending
+        where that ends (``recovered_end``). A call that cannot be recovered now because a
+        write fails (the disk is still full) is left consistent and reported as deferred. First,
         files and folders that other users could read (an older version, another umask) are
         made private (logged when there were any). Runs at start-up, on a worker thread.
         """
         # Only what is ours: the spool folder may be one the user named (never chmod a /tmp).
         tighten(self.calls_dir, what="the spool's calls")
         tighten(self.quarantine_dir, what="the spool's quarantine")
-        interrupted, repaired, quarantined = [], [], []
+        interrupted, repaired, quarantined, deferred = [], [], [], []
         for p in sorted(self.calls_dir.glob(".new-*")):
             lock = DirLock(p / LOCK)
             if not _try_lock(lock):
@@ -231,9 +236,12 @@ class Spool:
                 continue  # another process is recording this call right now (or uploaded it meanwhile)
             try:
                 self._recover_call(call_id, path, interrupted, repaired, quarantined)
+            except OSError as exc:  # disk full: what was done is consistent; the rest waits
+                deferred.append(call_id)
+                log.error("spool: call %s cannot be recovered now (%s); the next start tries again", call_id, exc)
             finally:
                 lock.release()
-        return RecoveryReport(tuple(interrupted), tuple(repaired), tuple(quarantined))
+        return RecoveryReport(tuple(interrupted), tuple(repaired), tuple(quarantined), tuple(deferred))
 
     def _recover_call(self, call_id, path, interrupted, repaired, quarantined) -> None:
         raw = self.manifest_bytes(call_id)
@@ -383,12 +391,16 @@ def _repair_part(chunk: SpooledChunk, settings: CodecSettings) -> tuple[bool, st
         return False, f"it has {data.shape[1]} channels, the call has {settings.channels}"
     final = chunk.path.with_name(chunk.path.name[: -len(".part")])
     tmp = final.with_name(final.name + ".rpart")
-    with open_private(tmp, "xb") as out:
-        enc = make_encoder(out, settings)
-        enc.write(data)
-        enc.close()
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with open_private(tmp, "xb") as out:
+            enc = make_encoder(out, settings)
+            enc.write(data)
+            enc.close()
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # the .part stays: a later recovery repairs it
+        raise
     seal_part(tmp, final)
     chunk.path.unlink()
     fsync_dir(final.parent)

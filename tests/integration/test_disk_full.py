@@ -170,3 +170,69 @@ def test_a_full_spool_disk_ends_the_call_at_once_and_claims_only_the_chunks_on_d
     proc = subprocess.run([sys.executable, "-m", "callrec_desktop", "verify", "--store", str(tmp_path / "store")],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "1 recording(s)" in proc.stdout and "no faults" in proc.stdout, proc.stdout
+
+
+def test_the_desk_says_the_call_ended_because_the_disk_is_full(tmp_path):
+    """The handler's desk over a spool on a real 128 KiB tmpfs, with a central store that is
+    itself full (a 4 KiB tmpfs, filled first), so nothing leaves the spool: the call ends as
+    ``disk_full`` from the recorder's own state, the DISK_FULL fault says the call ended
+    because the PC's disk is full, and the store's fault says the store is full. The final
+    manifest never fits; at shutdown the recorder says so and the next start's recovery ends
+    the call at its last chunk's end, as ``interrupted``."""
+    from callrec_desktop.config import Line, Lines
+    from callrec_desktop.desk import Desk
+    from callrec_desktop.status import Fault
+
+    with tmpfs(tmp_path / "spool", "128k") as spool_root, tmpfs(tmp_path / "store", "4k") as store_root:
+        if spool_root is None or store_root is None:
+            pytest.skip("mounting a tmpfs is not permitted here; the injected-ENOSPC cases are in "
+                        "tests/unit/test_recorder.py")
+        with contextlib.suppress(OSError), open(store_root / "ballast", "wb") as f:
+            f.write(b"\0" * 8192)  # fills the store's tmpfs
+        rng = np.random.default_rng(3)
+
+        def noise_blocks():
+            while True:
+                yield (0.3 * rng.standard_normal((320, 2))).astype(np.float32)
+
+        spool = Spool(spool_root)
+        store = FolderStore(store_root)
+        statuses = threading.Condition()
+        desk = Desk(lines=Lines(lines=(Line("council_tax", "01443 425002", "Council Tax"),), transfer_departments=()),
+                    spool=spool, uploader=Uploader(spool, store, UploadSettings(0.01, 0.05, 3, 0.01)),
+                    settings=settings("flac", chunk_seconds=0.5, lookbehind_seconds=0.25), identity=IDENTITY,
+                    source_factory=lambda: SyntheticSource(noise_blocks(), sample_rate=RATE, block_frames=320,
+                                                           realtime=True, channels=2))
+
+        def notify(_status):
+            with statuses:
+                statuses.notify_all()
+
+        desk.add_listener(notify)
+        try:
+            desk.start()
+            call_id = desk.start_call("01443 425002")
+            with statuses:
+                assert statuses.wait_for(lambda: Fault.DISK_FULL in desk.status().faults, WAIT), desk.status()
+            st = desk.status()
+            assert (st.state, st.last_end_reason, st.call_id) == (CallState.ENDED, "disk_full", call_id)
+            text = st.faults[Fault.DISK_FULL]
+            assert text.startswith(f"Call {call_id} ended because this PC's disk is full"), text
+            assert "No space left on device" in text
+        finally:
+            assert desk.shutdown(timeout=10, upload_timeout=1) is not None
+        assert not spool.is_locked(call_id)
+        # the next start, the disk still full: recovery cannot repair the torn chunk nor write
+        # the manifest, and says so without failing; once IT frees space it finishes the call
+        report = spool.recover()
+        assert (report.interrupted_calls, report.deferred) == ((), (call_id,))
+        assert Manifest.from_json(spool.manifest_bytes(call_id)).status == "recording"
+        subprocess.run(["mount", "-o", "remount,size=1m", str(spool_root)], check=True, capture_output=True, timeout=10)
+        assert spool.recover().interrupted_calls == (call_id,)
+        m = Manifest.from_json(spool.manifest_bytes(call_id))
+        last = m.chunks[-1]
+        assert m.end.reason == "interrupted" and m.frames == last.first_frame + last.frames
+        assert coverage_gaps(m) == []
+        subprocess.run(["mount", "-o", "remount,size=2m", str(store_root)], check=True, capture_output=True, timeout=10)
+        assert Uploader(spool, store, UploadSettings(0.01, 0.05, 3, 0.01)).drain(30)
+        assert load_manifest(store, call_id) == m and verify_call(store, m) == []
