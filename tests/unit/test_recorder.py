@@ -467,3 +467,42 @@ def test_stop_with_shutdown_seals_everything_and_finishes_the_call_as_shutdown(t
         assert stored.pauses[0].offset_frames + stored.pauses[0].duration_frames == stored.frames
     else:  # every frame up to the end is in a chunk
         assert sum(c.frames for c in stored.chunks) == stored.frames > RATE // 2
+
+
+def test_a_call_whose_folder_cannot_be_made_still_gets_a_final_manifest_once_there_is_room(tmp_path, monkeypatch):
+    """The disk is full before the call's first frame (ENOSPC injected into the spool's
+    folder creation, the real tmpfs is in tests/integration/test_disk_full.py): the call ends
+    at once as disk_full with nothing recorded; its final manifest (no chunk, 0 frames) is
+    kept, and written with its folder as soon as the folder can be made. No half-made folder
+    or leaked lock is left by the failed attempts."""
+    import errno
+
+    from callrec_desktop import spool as spool_mod
+
+    p = pipeline(tmp_path, two_tones(3.0), settings("flac", chunk_seconds=1.0))
+    real_write = spool_mod.write_atomic
+    refused = []
+
+    def write_atomic(path, data):
+        if path.name == "manifest.json" and len(refused) < 2:  # the folder, then its first retry
+            refused.append(path)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, data)
+
+    monkeypatch.setattr(spool_mod, "write_atomic", write_atomic)
+    events = []
+    p.recorder.add_listener(events.append)
+    call_id = p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
+    results = p.recorder.run()
+    assert len(refused) == 2
+    [error] = [e for e in events if e.kind == "error"]
+    assert error.call_id == call_id and "disk is full" in str(error.detail)
+    [m] = results.manifests
+    assert (m.call_id, m.status, m.end.reason, m.frames, m.chunks) == (call_id, "complete", "disk_full", 0, ())
+    assert [p_.name for p_ in p.spool.calls_dir.iterdir()] == [call_id]  # no .new-* left behind
+    assert not p.spool.is_locked(call_id)
+    assert Manifest.from_json(p.spool.manifest_bytes(call_id)) == m
+    assert p.uploader.drain(10)
+    from callrec_desktop.archive import load_manifest, verify_call
+
+    assert verify_call(p.store, load_manifest(p.store, call_id)) == []
