@@ -38,6 +38,7 @@ from callrec_desktop.core.manifest import (
     check_time_bounds,
     iso_utc,
     load_json_object,
+    object_problem,
     parse_iso_utc,
 )
 from callrec_desktop.storage import layout
@@ -264,9 +265,7 @@ class NoteStore:
             except TransientStoreError:
                 raise
             except Exception as exc:  # one hostile note must not hide the others
-                why = str(exc)
-                if not isinstance(exc, ValueError) and key not in why:
-                    why = f"{key}: {type(exc).__name__}: {why}"
+                why = object_problem(key, exc)
                 log.warning("skipped %s", why)
                 problems.append((key, why))
         versions = sorted(notes, key=lambda n: (n.created_at, n.note_id))

@@ -102,6 +102,16 @@ def _check_tree(doc: Any, max_depth: int) -> None:
         level, depth = deeper, depth + 1
 
 
+def object_problem(key: str, exc: BaseException) -> str:
+    """What to say about a store object that could not be read (skipped with a warning):
+    a ValueError from the bounded readers already names the key; anything else gets the key
+    and the exception's type in front."""
+    why = str(exc)
+    if not isinstance(exc, ValueError) and key not in why:
+        why = f"{key}: {type(exc).__name__}: {why}"
+    return why
+
+
 def load_json_object(data: bytes | str, where: str, *, max_bytes: int = MAX_JSON_BYTES,
                      max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
     """Parse an untrusted JSON object with bounds: at most ``max_bytes``, strict UTF-8, nesting

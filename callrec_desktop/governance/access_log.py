@@ -39,7 +39,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from callrec_desktop.core.ids import validate_call_id
-from callrec_desktop.core.manifest import MAX_JSON_BYTES, check_time_bounds, iso_utc, load_json_object, parse_iso_utc
+from callrec_desktop.core.manifest import (
+    MAX_JSON_BYTES, check_time_bounds, iso_utc, load_json_object, object_problem, parse_iso_utc,
+)
 from callrec_desktop.governance.purposes import Purpose
 from callrec_desktop.storage import layout
 from callrec_desktop.storage.base import (
@@ -286,9 +288,7 @@ class AccessLog:
             except TransientStoreError:
                 raise
             except Exception as exc:  # one hostile event must not hide the others
-                why = str(exc)
-                if not isinstance(exc, ValueError) and key not in why:
-                    why = f"{key}: {type(exc).__name__}: {why}"
+                why = object_problem(key, exc)
                 log.warning("skipped %s", why)
                 problems.append((key, why))
         stored.sort(key=lambda s: (s.event.at, s.event.event_id))

@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from tests.support.cli import callrec_env, run_callrec
 
 RATE = 16000
 
 
 def run(args, env, check_rc=None):
-    proc = subprocess.run([sys.executable, "-m", "callrec_desktop", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=120)
-    if check_rc is not None:
-        assert proc.returncode == check_rc, (proc.returncode, proc.stdout, proc.stderr)
-    return proc
+    return run_callrec(args, env, check_rc)
 
 
 @pytest.fixture
 def env(tmp_path):
-    cfg = tmp_path / "settings.toml"
-    cfg.write_text(f'[paths]\nspool_dir = "{tmp_path / "spool"}"\nlog_dir = "{tmp_path / "log"}"\n')
-    e = dict(os.environ, CALLREC_CONFIG=str(cfg), XDG_CONFIG_HOME=str(tmp_path / "xdg-config"),
-             XDG_DATA_HOME=str(tmp_path / "xdg-data"), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    (tmp_path / "store").mkdir()
-    return e
+    return callrec_env(tmp_path)
 
 
 def tone_file(path: Path, seconds: float, left=440.0, right=1250.0) -> np.ndarray:

@@ -13,7 +13,6 @@ a decoder that found nothing because it could not hear would fail the test, not 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ import soundfile as sf
 from callrec_desktop.audio.dtmf import DtmfDetector
 from callrec_desktop.audio.sources import AudioBlock
 from tests.support.dtmf_reference import dtmf_tone, leaked_digits, leaked_digits_in, multimon_digits, spandsp_digits
+from tests.support.cli import callrec_env, run_callrec
 
 RATE = 16000
 CARD, CVV = "4929123456781234", "737"
@@ -32,21 +32,12 @@ LINE = "01443 425002"
 
 
 def run(args, env, check_rc=None, timeout=180):
-    proc = subprocess.run([sys.executable, "-m", "callrec_desktop", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    if check_rc is not None:
-        assert proc.returncode == check_rc, (proc.returncode, proc.stdout, proc.stderr)
-    return proc
+    return run_callrec(args, env, check_rc, timeout=timeout)
 
 
 @pytest.fixture
 def env(tmp_path):
-    cfg = tmp_path / "settings.toml"
-    cfg.write_text(f'[paths]\nspool_dir = "{tmp_path / "spool"}"\nlog_dir = "{tmp_path / "log"}"\n')
-    e = dict(os.environ, CALLREC_CONFIG=str(cfg), XDG_CONFIG_HOME=str(tmp_path / "xdg-config"),
-             XDG_DATA_HOME=str(tmp_path / "xdg-data"), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    (tmp_path / "store").mkdir()
-    return e
+    return callrec_env(tmp_path)
 
 
 def speech(seconds: float, seed: int) -> np.ndarray:

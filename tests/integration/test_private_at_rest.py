@@ -30,16 +30,6 @@ CALL = [
 
 
 @pytest.fixture
-def umask022():
-    """The usual umask for this process and the programs it starts; restored after."""
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
-@pytest.fixture
 def env(tmp_path):
     cfg = tmp_path / "settings.toml"
     cfg.write_text(f'[paths]\nspool_dir = "{tmp_path / "spool"}"\nlog_dir = "{tmp_path / "log"}"\n')

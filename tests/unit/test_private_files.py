@@ -31,17 +31,6 @@ def mode(path: Path | str) -> int:
 
 
 @pytest.fixture
-def umask022():
-    """The usual umask, restored after the test (the process-wide umask is shared by threads,
-    so nothing else runs in between)."""
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
-@pytest.fixture
 def umask(request):
     old = os.umask(request.param)
     try:
@@ -226,7 +215,6 @@ def test_rotating_log_files_are_private_rotated_ones_too(tmp_path, umask022):
     names = sorted(p.name for p in (tmp_path / "logs").iterdir())
     assert names == ["callrec-desktop.log", "callrec-desktop.log.1", "callrec-desktop.log.2", "callrec-desktop.log.3"]
     assert_all_private(tmp_path / "logs")
-
 
 
 def test_log_lines_never_carry_a_terminal_escape(tmp_path):
