@@ -391,7 +391,7 @@ class Desk:
                                                  f"nothing more is recorded until space is freed.")
             else:
                 self._set_fault(Fault.RECORDING_FAILED, f"Recording stopped: {text}. The call is NOT being recorded.")
-            self._sync(recorder)  # the recorder ended the call as "error" before telling us
+            self._sync(recorder)  # the recorder ended the call ("error", "disk_full") before telling us
         elif kind == "source_failed":
             with self._lock:
                 if self._recorder is recorder:
