@@ -30,8 +30,9 @@ SCHEMA_VERSION = 1
 RETENTION_MONTHS = 13
 CODECS = {"opus": ("ogg", "opus"), "flac": ("flac", "flac")}  # codec -> (container, file extension)
 STATUSES = ("recording", "complete")
-# hangup, transferred, interrupted, error, shutdown. "shutdown" is new in schema_version 1
-# (no bump): readers from before it refuse such a manifest; see docs/manifest.md.
+# hangup, transferred, interrupted, error, shutdown, disk_full. "shutdown" and "disk_full" are
+# new in schema_version 1 (no bump): readers from before them refuse such a manifest; see
+# docs/manifest.md.
 END_REASONS = tuple(r.value for r in EndReason)
 PAUSE_REASONS = tuple(r.value for r in PauseReason)  # payment, agent_request
 EVENT_SOURCES = tuple(s.value for s in EventSource)  # agent, control_api, automatic, script, system
