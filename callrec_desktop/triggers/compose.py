@@ -99,11 +99,13 @@ def automatic_triggers(config: Config, target: PaymentTarget, *, channels: int, 
     elif channels < 2:
         out.off["dtmf"] = "mono recording has no caller channel"
         log.warning("DTMF payment trigger off: mono recording has no caller channel (set [audio] channels = 2)")
-    elif t.dtmf_reach_back_seconds <= 0:  # only with [recorder] lookbehind_seconds = 0 (config bounds it)
-        out.off["dtmf"] = "[recorder] lookbehind_seconds is 0: a pause could not remove the tones heard"
-        log.warning("DTMF payment trigger off: [recorder] lookbehind_seconds is 0, so a pause stamped at the first "
-                    "key tone could not remove it")
     else:
+        if t.dtmf_reach_back_seconds <= 0:  # only with [recorder] lookbehind_seconds = 0 (config bounds it)
+            # Still far better than no trigger (which would keep every digit): the pause starts
+            # at the first tone the detector is sure of, so only that tone's first ~40 ms and any
+            # digit it missed before can reach a file.
+            log.warning("[recorder] lookbehind_seconds is 0: the DTMF payment pause cannot reach back, so the "
+                        "first key tone's first ~40 ms can reach a file; set lookbehind_seconds (default 2)")
         from callrec_desktop.triggers.dtmf_trigger import DtmfPaymentTrigger
 
         out.dtmf = DtmfPaymentTrigger(target, rate, channel=1,

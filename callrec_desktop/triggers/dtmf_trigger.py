@@ -68,8 +68,9 @@ class DtmfPaymentTrigger:
     def __init__(self, target: PaymentTarget, sample_rate: int, channel: int = 1, *, lookbehind_frames: int,
                  reach_back_seconds: float = DEFAULT_REACH_BACK_SECONDS,
                  detector: DtmfDetector | None = None) -> None:
-        if isinstance(reach_back_seconds, bool) or not math.isfinite(reach_back_seconds) or reach_back_seconds <= 0:
-            raise ValueError(f"reach_back_seconds must be more than 0, got {reach_back_seconds!r}")
+        # 0 only with no look-behind at all: the pause then starts at the first tone it is sure of.
+        if isinstance(reach_back_seconds, bool) or not math.isfinite(reach_back_seconds) or reach_back_seconds < 0:
+            raise ValueError(f"reach_back_seconds must be 0 or more, got {reach_back_seconds!r}")
         if lookbehind_frames < 0:
             raise ValueError(f"lookbehind_frames must not be negative, got {lookbehind_frames}")
         reach_back = round(reach_back_seconds * sample_rate)

@@ -75,13 +75,16 @@ def test_dtmf_disabled_in_the_settings(tmp_path):
     assert t.dtmf is None and t.off["dtmf"] == "[triggers] dtmf_enabled is false"
 
 
-def test_no_look_behind_means_no_dtmf_trigger(tmp_path, caplog):
+def test_no_look_behind_keeps_the_dtmf_trigger_pausing_at_the_first_sure_tone(tmp_path, caplog):
+    """Switching the trigger off would keep every digit; without a look-behind it still pauses,
+    from the first tone it is sure of, and says what that costs."""
     config = config_with(tmp_path, "[recorder]\nlookbehind_seconds = 0\n")
     assert config.triggers.dtmf_reach_back_seconds == 0  # the default, bounded by the look-behind
     with caplog.at_level(logging.WARNING, logger="callrec_desktop.triggers.compose"):
         t = automatic_triggers(config, Target(), channels=2)
-    assert t.dtmf is None and "lookbehind_seconds is 0" in t.off["dtmf"]
-    assert caplog.records
+    assert t.dtmf is not None and "dtmf" not in t.off
+    assert t.dtmf.reach_back_frames == 0 and t.dtmf.lookbehind_frames == 0
+    assert any("lookbehind_seconds is 0" in r.getMessage() for r in caplog.records)
 
 
 def test_the_window_also_gets_the_focus_trigger_driving_the_same_target(tmp_path):

@@ -268,7 +268,7 @@ def test_a_detector_without_onsets_gives_the_reach_back_alone():
 
 
 @pytest.mark.parametrize("reach_back, lookbehind, message", [
-    (0.0, 2 * RATE, "more than 0"), (-1.0, 2 * RATE, "more than 0"), (float("nan"), 2 * RATE, "more than 0"),
+    (-1.0, 2 * RATE, "0 or more"), (float("nan"), 2 * RATE, "0 or more"),
     (2.5, 2 * RATE, "not be more than the look-behind (2 s)"),
 ])
 def test_the_reach_back_is_positive_and_within_the_look_behind(reach_back, lookbehind, message):
