@@ -34,7 +34,7 @@ from tests.support.faultproxy import FaultProxy
 from tests.support.moto_iam import RoleStore, moto_iam  # noqa: F401  (the session fixture)
 from tests.support.recording import IDENTITY, RATE, settings, two_tones
 
-from tests.integration.test_upload_s3 import FAST, check_stored_call, expected_keys
+from tests.integration.test_upload_s3 import FAST, check_stored_call, expected_keys, wait_until
 
 pytestmark = pytest.mark.s3
 COUNCIL_TAX = "Council Tax, Business Rate and Benefits"
@@ -205,28 +205,16 @@ def test_recording_through_lost_replies_with_agent_keys(roles, tmp_path):
         uploader.start()
         try:
             final = record_call(spool, uploader, seconds=8)
-            deadline_ok = _wait_empty(spool)
+            wait_until(lambda: not spool.call_ids(), 60, "the spool to drain through lost replies")
         finally:
             uploader.stop(timeout=15)
         counts = dict(proxy.counts)
-    assert deadline_ok, uploader.status()
     assert counts.get("reset_after", 0) >= 3, counts  # replies really were lost
     check_stored_call(leader_get(roles), final)
     listed = {k[len(roles.prefix) + 1:] for k in s3_keys(roles.client("team-leader"), roles.bucket, roles.prefix + "/")}
     assert listed - {"health/checksum-probe"} == expected_keys(final)
     assert set(confirmed) == expected_keys(final)
     assert uploader.status().last_error is None
-
-
-def _wait_empty(spool: Spool, timeout: float = 60.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while spool.call_ids():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_crash_after_a_lost_reply_then_recovery_and_reupload_with_agent_keys(roles, tmp_path):

@@ -296,28 +296,33 @@ def test_a_final_manifest_the_full_disk_refuses_is_kept_and_written_once_there_i
         assert coverage_gaps(m) == []
 
 
-def test_a_vanished_device_ends_the_call_as_interrupted_and_keeps_what_was_captured(tmp_path):
-    """The device source is replaced by a synthetic one that raises the device source's own
-    DeviceLostError after 3 s (the real loss is tested against the virtual audio server)."""
+def vanishing_source(audio, after_seconds: float):
+    """A synthetic source that raises the device source's own DeviceLostError once capture
+    reaches ``after_seconds`` (the real loss is tested against the virtual audio server)."""
     from callrec_desktop.audio.sources import DeviceLostError, SyntheticSource
 
-    audio = two_tones(6.0)
+    inner = SyntheticSource(audio, sample_rate=RATE, block_frames=800)
 
     class VanishingSource:
-        def __init__(self, inner):
-            self.inner = inner
-
         def __getattr__(self, name):
-            return getattr(self.inner, name)
+            return getattr(inner, name)
 
         def read(self, timeout=None):
-            block = self.inner.read(timeout)
-            if block is not None and block.start_frame >= 3 * RATE:
+            block = inner.read(timeout)
+            if block is not None and block.start_frame >= after_seconds * RATE:
                 raise DeviceLostError("input device 'pulse' vanished")
             return block
 
+    return VanishingSource()
+
+
+def test_a_vanished_device_ends_the_call_as_interrupted_and_keeps_what_was_captured(tmp_path):
+    """The device source is replaced by a synthetic one that raises the device source's own
+    DeviceLostError after 3 s (the real loss is tested against the virtual audio server)."""
+    audio = two_tones(6.0)
+
     p = pipeline(tmp_path, audio, settings("flac", lookbehind_seconds=0.5),
-                 source=VanishingSource(SyntheticSource(audio, sample_rate=RATE, block_frames=800)))
+                 source=vanishing_source(audio, after_seconds=3))
     events = []
     p.recorder.add_listener(events.append)
     p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
@@ -397,26 +402,12 @@ def test_a_late_event_is_told_after_the_lock_is_released(tmp_path):
 def test_a_vanished_device_shows_the_call_ended_before_anyone_is_told(tmp_path):
     """When ``source_failed`` is delivered the recorder's own state already says the call
     ended as interrupted, so a window reading it can never show "Recording" with no capture."""
-    from callrec_desktop.audio.sources import DeviceLostError, SyntheticSource
     from callrec_desktop.core.timeline import CallState
 
     audio = two_tones(3.0)
 
-    class VanishingSource:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def read(self, timeout=None):
-            block = self.inner.read(timeout)
-            if block is not None and block.start_frame >= 2 * RATE:
-                raise DeviceLostError("input device 'pulse' vanished")
-            return block
-
     p = pipeline(tmp_path, audio, settings("flac", lookbehind_seconds=0.5),
-                 source=VanishingSource(SyntheticSource(audio, sample_rate=RATE, block_frames=800)))
+                 source=vanishing_source(audio, after_seconds=2))
     at_notice = []
     p.recorder.add_listener(lambda e: at_notice.append(p.recorder.status()) if e.kind == "source_failed" else None)
     p.recorder.start_call("01443 425002", "Council Tax", at_frame=0)
