@@ -120,24 +120,21 @@ def spandsp_hits(x: np.ndarray, rate: int) -> list[tuple[float, str]]:
 
 
 def decode_channel(path: Path | str, channel: int, rate: int) -> np.ndarray:
-    """One channel (0 left/agent, 1 right/caller; a mono file gives its only channel) of any
-    file ffmpeg reads, as float64 at ``rate``."""
-    ffmpeg = _tool("ffmpeg", "ffmpeg")
-    probe = subprocess.run([ffmpeg, "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-t", "0", "pipe:1"],
-                           capture_output=True)
-    if probe.returncode != 0:
-        raise ValueError(f"ffmpeg cannot read {path}: {probe.stderr.decode(errors='replace').strip()}")
-    pan = f"pan=mono|c0=c{channel}"
-    proc = subprocess.run(
-        [ffmpeg, "-v", "error", "-i", str(path), "-af", pan, "-ar", str(rate), "-f", "f32le", "pipe:1"],
-        capture_output=True,
-    )
-    if proc.returncode != 0 and channel > 0:  # a mono file has no c1: decode its only channel
-        proc = subprocess.run([ffmpeg, "-v", "error", "-i", str(path), "-ac", "1", "-ar", str(rate),
-                               "-f", "f32le", "pipe:1"], capture_output=True)
-    if proc.returncode != 0:
-        raise ValueError(f"ffmpeg cannot decode {path}: {proc.stderr.decode(errors='replace').strip()}")
-    return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float64)
+    """One channel (0 left/agent, 1 right/caller; a mono file gives its only channel on both)
+    of any file ffmpeg reads, as float64 at ``rate``."""
+    return decode_stereo(path, rate)[:, channel]
+
+
+def decode_stereo(path: Path | str, rate: int) -> np.ndarray:
+    """Both channels of any file ffmpeg reads (a mono file upmixed), float64 at ``rate``: one
+    ffmpeg run (tests/support/players.py); a file it cannot read is a ``ValueError``."""
+    from tests.support.players import PlayerRefused, decode
+
+    _tool("ffmpeg", "ffmpeg")
+    try:
+        return decode("ffmpeg", Path(path), rate, channels=2).astype(np.float64)
+    except PlayerRefused as exc:
+        raise ValueError(f"ffmpeg cannot decode {path}: {exc}") from None
 
 
 def decode_caller(path: Path | str, rate: int = SPANDSP_RATE) -> np.ndarray:
@@ -146,11 +143,13 @@ def decode_caller(path: Path | str, rate: int = SPANDSP_RATE) -> np.ndarray:
 
 def leaked_digits(path: Path | str) -> dict[str, str]:
     """What each reference decoder finds on each channel of a stored file:
-    ``{"multimon-ng/caller": "1234…", "dtmf_rx/agent": "", …}``; every value empty = no leak."""
+    ``{"multimon-ng/caller": "1234…", "dtmf_rx/agent": "", …}``; every value empty = no leak.
+    The file is decoded once per decoder's rate."""
     found: dict[str, str] = {}
+    at_multimon, at_spandsp = decode_stereo(path, MULTIMON_RATE), decode_stereo(path, SPANDSP_RATE)
     for channel, side in ((0, "agent"), (1, "caller")):
-        found[f"multimon-ng/{side}"] = multimon_digits(decode_channel(path, channel, MULTIMON_RATE), MULTIMON_RATE)
-        found[f"dtmf_rx/{side}"] = spandsp_digits(decode_channel(path, channel, SPANDSP_RATE), SPANDSP_RATE)
+        found[f"multimon-ng/{side}"] = multimon_digits(at_multimon[:, channel], MULTIMON_RATE)
+        found[f"dtmf_rx/{side}"] = spandsp_digits(at_spandsp[:, channel], SPANDSP_RATE)
     return found
 
 
