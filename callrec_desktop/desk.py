@@ -89,7 +89,6 @@ class Desk:
         self._notify_lock = threading.RLock()
         # Level meters: newest (agent, caller) RMS in dBFS; stale values are dropped.
         self.levels: queue.Queue[tuple[float, float | None]] = queue.Queue(maxsize=1)
-        self._calls_ended_by_failure: set[str] = set()
 
     # ---- lifecycle (composition root) -----------------------------------------------------
     def add_listener(self, listener: DeskListener) -> None:

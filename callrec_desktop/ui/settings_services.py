@@ -51,8 +51,6 @@ class PlaybackChoice:
 
     config: Config
     list_devices: Callable[[], list[dict]] = field(default_factory=lambda: output_devices)
-    # Unused: the Config records which file is IT's (``Config.it_file``); kept for existing callers.
-    system_file: Path | None = None
     user_file: Path | None = None
 
     def load(self) -> PlaybackDevices:

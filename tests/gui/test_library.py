@@ -606,7 +606,7 @@ def playback_choice(tmp_path: Path, *, system: str = "", user_file: Path | None 
     system_file.write_text(system, encoding="utf-8")
     user_file = user_file or tmp_path / "me" / "config.toml"
     config = load_config(system_file=system_file, user_file=user_file, env={})
-    return PlaybackChoice(config, list_devices=list_devices, system_file=system_file, user_file=user_file)
+    return PlaybackChoice(config, list_devices=list_devices, user_file=user_file)
 
 
 def wait_outputs(lib, count: int) -> None:
