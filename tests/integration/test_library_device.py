@@ -97,8 +97,7 @@ def test_play_on_lists_portaudios_outputs_and_plays_on_the_one_chosen(tmp_path, 
     user_file = tmp_path / "me" / "config.toml"
     user_file.parent.mkdir()
     user_file.write_text('[audio]\noutput_device = "no such speaker"\n', encoding="utf-8")
-    playback = PlaybackChoice(load_config(system_file=None, user_file=user_file, env={}),
-                              system_file=None, user_file=user_file)
+    playback = PlaybackChoice(load_config(system_file=None, user_file=user_file, env={}), user_file=user_file)
     window, call, store, adapter, catalog = recorded_library(tmp_path, qtbot, wait_loaded=False, playback=playback)
     try:
         player = window.player
